@@ -1,0 +1,66 @@
+"""Settings, read once from the environment and passed in.
+
+Every variable is documented here and in the README (a test keeps the two in step).
+Nothing reads the environment at import time: callers build `Settings()` and hand it on,
+so a test can run several platforms side by side.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    return Path("~/.mlteam").expanduser()
+
+
+class Settings(BaseSettings):
+    """The platform's configuration. Each field maps to `MLTEAM_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="MLTEAM_", extra="ignore")
+
+    home: Path = Field(
+        default_factory=_default_home,
+        description="Folder for the embedded database, artifacts and logs (MLTEAM_HOME).",
+    )
+    db_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the metadata store; default SQLite in MLTEAM_HOME. "
+        "Use postgresql+psycopg://user@host/db for teams.",
+    )
+    artifacts: str | None = Field(
+        default=None,
+        description="fsspec URI of the artifact root (local folder, s3://bucket/prefix, ...); "
+        "default MLTEAM_HOME/artifacts.",
+    )
+    url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where the CLI finds the server.",
+    )
+    token: str | None = Field(default=None, description="API token the CLI sends.")
+    workers: int = Field(default=2, ge=1, description="Jobs run at once by the local executor.")
+    max_upload_mb: int = Field(default=2048, ge=1, description="Largest accepted upload, in MB.")
+    job_heartbeat_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds without a heartbeat after which a running job is marked failed.",
+    )
+    prediction_flush_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="Longest time a logged prediction waits in memory before it is written.",
+    )
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.home / 'mlteam.db'}"
+
+    @property
+    def artifact_root(self) -> str:
+        return self.artifacts or str(self.home / "artifacts")
+
+    def ensure_home(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,114 @@
+"""The artifact store: one fsspec root, keys confined beneath it, writes made atomic.
+
+Every write goes to a temporary name beside its target and is renamed into place, and the
+metadata row that makes an object visible is written only after the rename: a crash leaves
+at most an orphan file nobody can see, never a half-written object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import posixpath
+import shutil
+import uuid
+from collections.abc import Iterator
+from typing import IO, Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from mlteam.core.errors import InvalidInput, NotFound
+
+
+def clean_key(key: str) -> str:
+    """Normalise a relative key; refuse anything that would leave the root."""
+    if not key or "\\" in key or "\x00" in key:
+        raise InvalidInput(f"invalid artifact path: {key!r}", {"field": "path"})
+    parts = [p for p in key.split("/") if p not in ("", ".")]
+    if not parts or any(p == ".." for p in parts) or key.startswith("/"):
+        raise InvalidInput(f"invalid artifact path: {key!r}", {"field": "path"})
+    return "/".join(parts)
+
+
+class ArtifactStore:
+    def __init__(self, root: str) -> None:
+        self.fs: fsspec.AbstractFileSystem
+        self.fs, path = url_to_fs(root)
+        self.root = path.rstrip("/")
+        self.protocol = (
+            self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        )
+        self.is_local = self.protocol in ("file", "local")
+        if self.is_local:
+            self.fs.makedirs(self.root, exist_ok=True)
+
+    def path(self, key: str) -> str:
+        return posixpath.join(self.root, clean_key(key))
+
+    def uri(self, key: str) -> str:
+        path = self.path(key)
+        return path if self.is_local else f"{self.protocol}://{path}"
+
+    @contextlib.contextmanager
+    def writer(self, key: str) -> Iterator[IO[bytes]]:
+        """Open `key` for writing; it appears only if the block finishes."""
+        target = self.path(key)
+        tmp = f"{target}.tmp-{uuid.uuid4().hex}"
+        self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
+        try:
+            with self.fs.open(tmp, "wb") as fh:
+                yield fh
+            self.fs.mv(tmp, target)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.fs.rm(tmp)
+            raise
+
+    def put_file(self, local_path: str, key: str) -> str:
+        with open(local_path, "rb") as src, self.writer(key) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        return key
+
+    def put_bytes(self, data: bytes, key: str) -> str:
+        with self.writer(key) as dst:
+            dst.write(data)
+        return key
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.exists(self.path(key)))
+
+    def open(self, key: str) -> IO[bytes]:
+        path = self.path(key)
+        if not self.fs.exists(path):
+            raise NotFound(f"artifact {key} not found")
+        return self.fs.open(path, "rb")
+
+    def read_bytes(self, key: str) -> bytes:
+        with self.open(key) as fh:
+            return fh.read()
+
+    def size(self, key: str) -> int:
+        return int(self.fs.size(self.path(key)))
+
+    def list(self, prefix: str) -> list[dict[str, Any]]:
+        """Direct children of `prefix`: `{"path", "is_dir", "size"}`, paths relative to it."""
+        base = self.path(prefix)
+        if not self.fs.exists(base):
+            return []
+        out = []
+        for entry in self.fs.ls(base, detail=True):
+            name = entry["name"].rstrip("/")
+            if ".tmp-" in posixpath.basename(name):
+                continue
+            out.append(
+                {
+                    "path": posixpath.relpath(name, base),
+                    "is_dir": entry["type"] == "directory",
+                    "size": int(entry.get("size") or 0),
+                }
+            )
+        return sorted(out, key=lambda e: e["path"])
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(self.path(key), recursive=True)

@@ -1,0 +1,316 @@
+"""Datasets: uploads become immutable, content-addressed Parquet versions.
+
+An upload is parsed and checked in full before anything is stored; the Parquet file is written
+under its SHA-256 and renamed into place, and only then is the version row added. The same
+content uploaded twice is one version.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mlteam.core import audit
+from mlteam.core.access import Perm
+from mlteam.core.artifacts import ArtifactStore
+from mlteam.core.errors import InvalidInput, NotFound
+from mlteam.core.models import User
+from mlteam.data.models import Dataset, DatasetVersion
+from mlteam.projects import service as projects
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+FORMATS = ("csv", "parquet")
+
+
+def check_name(name: str, field: str = "name") -> str:
+    if not NAME.match(name):
+        raise InvalidInput(
+            f"invalid {field} {name!r}: use letters, digits, '_', '-', '.' (max 128)",
+            {"field": field},
+        )
+    return name
+
+
+def detect_format(filename: str | None, fmt: str | None) -> str:
+    if fmt:
+        fmt = fmt.lower()
+    elif filename and filename.lower().endswith((".parquet", ".pq")):
+        fmt = "parquet"
+    elif filename and filename.lower().endswith((".csv", ".txt")):
+        fmt = "csv"
+    if fmt not in FORMATS:
+        raise InvalidInput(
+            f"cannot tell the file format of {filename!r}: pass format=csv or format=parquet",
+            {"field": "format"},
+        )
+    return fmt
+
+
+def _ragged_row(path: str) -> tuple[int, int, int] | None:
+    """(line number, expected, got) of the first row whose field count is off."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            return None
+        for row in reader:
+            if row and len(row) != len(header):
+                return reader.line_num, len(header), len(row)
+    return None
+
+
+def _bad_utf8(path: str, column: str) -> int | None:
+    with open(path, "rb") as fh:
+        for i, line in enumerate(fh, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return i
+    return None
+
+
+def read_csv(path: str) -> pa.Table:
+    """Parse a CSV fully, naming the line and column of the first fault."""
+    if os.path.getsize(path) == 0:
+        raise InvalidInput("the file is empty", {"field": "file"})
+    try:
+        table = pacsv.read_csv(path)
+    except pa.ArrowInvalid as err:
+        msg = str(err)
+        ragged = _ragged_row(path)
+        if ragged and "columns" in msg:
+            line, want, got = ragged
+            raise InvalidInput(
+                f"malformed CSV at line {line}: expected {want} fields, got {got}",
+                {"field": "file", "line": line, "expected": want, "got": got},
+            ) from err
+        if "Empty CSV" in msg:
+            raise InvalidInput("the file is empty", {"field": "file"}) from err
+        raise InvalidInput(f"malformed CSV: {msg}", {"field": "file"}) from err
+    for name, typ in zip(table.column_names, table.schema.types, strict=True):
+        if pa.types.is_binary(typ):
+            line = _bad_utf8(path, name)
+            raise InvalidInput(
+                f"column {name!r} is not valid UTF-8 text (line {line}); save the file as UTF-8",
+                {"field": "file", "column": name, "line": line},
+            )
+    if table.num_rows == 0:
+        raise InvalidInput("the file has a header but no rows", {"field": "file"})
+    return table
+
+
+def read_parquet(path: str) -> pa.Table:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise InvalidInput(f"not a readable Parquet file: {err}", {"field": "file"}) from err
+    if table.num_rows == 0:
+        raise InvalidInput("the file has no rows", {"field": "file"})
+    return table
+
+
+def schema_of(table: pa.Table) -> list[dict[str, str]]:
+    return [{"name": f.name, "type": str(f.type)} for f in table.schema]
+
+
+def _write_parquet(table: pa.Table, tmpdir: str) -> tuple[str, str, int]:
+    path = os.path.join(tmpdir, "data.parquet")
+    pq.write_table(table, path, compression="zstd")
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return path, digest.hexdigest(), os.path.getsize(path)
+
+
+def _dataset(session: Session, project_id: str, name: str) -> Dataset | None:
+    return session.scalar(
+        select(Dataset).where(Dataset.project_id == project_id, Dataset.name == name)
+    )
+
+
+def upload_version(
+    session: Session,
+    actor: User,
+    store: ArtifactStore,
+    slug: str,
+    dataset: str,
+    path: str,
+    *,
+    filename: str | None = None,
+    fmt: str | None = None,
+) -> tuple[DatasetVersion, bool]:
+    """Turn an uploaded file into a dataset version; returns (version, created)."""
+    project = projects.resolve(session, actor, slug, Perm.data_write)
+    check_name(dataset, "dataset")
+    fmt = detect_format(filename, fmt)
+    table = read_csv(path) if fmt == "csv" else read_parquet(path)
+    with tempfile.TemporaryDirectory(prefix="mlteam-upload-") as tmp:
+        pq_path, digest, size = _write_parquet(table, tmp)
+        ds = _dataset(session, project.id, dataset)
+        if ds is None:
+            ds = Dataset(project_id=project.id, name=dataset, created_by=actor.id)
+            session.add(ds)
+            session.flush()
+            audit.record(
+                session, actor, "dataset.create", f"dataset:{dataset}", project_id=project.id
+            )
+        existing = session.scalar(
+            select(DatasetVersion).where(
+                DatasetVersion.dataset_id == ds.id, DatasetVersion.content_hash == digest
+            )
+        )
+        if existing is not None:
+            return existing, False
+        key = f"datasets/{project.id}/{digest}.parquet"
+        if not store.exists(key):
+            store.put_file(pq_path, key)
+    n = (
+        session.scalar(select(func.max(DatasetVersion.n)).where(DatasetVersion.dataset_id == ds.id))
+        or 0
+    ) + 1
+    version = DatasetVersion(
+        dataset_id=ds.id,
+        n=n,
+        content_hash=digest,
+        key=key,
+        schema=schema_of(table),
+        row_count=table.num_rows,
+        size_bytes=size,
+        source={"kind": "upload", "filename": filename or "", "format": fmt},
+        created_by=actor.id,
+    )
+    session.add(version)
+    try:
+        session.flush()
+    except IntegrityError as err:  # a concurrent upload of the same dataset won the number
+        raise InvalidInput("a concurrent upload took this version number; retry") from err
+    audit.record(
+        session,
+        actor,
+        "dataset.version.create",
+        f"dataset:{dataset}@{n}",
+        project_id=project.id,
+        detail={"rows": table.num_rows, "content_hash": digest},
+    )
+    return version, True
+
+
+def list_datasets(session: Session, actor: User, slug: str) -> list[tuple[Dataset, int | None]]:
+    project = projects.resolve(session, actor, slug, Perm.data_read)
+    latest = (
+        select(DatasetVersion.dataset_id, func.max(DatasetVersion.n).label("n"))
+        .group_by(DatasetVersion.dataset_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(Dataset, latest.c.n)
+        .outerjoin(latest, latest.c.dataset_id == Dataset.id)
+        .where(Dataset.project_id == project.id)
+        .order_by(Dataset.name)
+    )
+    return [(d, n) for d, n in rows]
+
+
+def list_versions(session: Session, actor: User, slug: str, dataset: str) -> list[DatasetVersion]:
+    project = projects.resolve(session, actor, slug, Perm.data_read)
+    ds = _dataset(session, project.id, dataset)
+    if ds is None:
+        raise NotFound(f"dataset {dataset} not found")
+    return list(
+        session.scalars(
+            select(DatasetVersion)
+            .where(DatasetVersion.dataset_id == ds.id)
+            .order_by(DatasetVersion.n)
+        )
+    )
+
+
+def get_version(
+    session: Session, actor: User, slug: str, dataset: str, n: int | str
+) -> DatasetVersion:
+    """Version `n` of a dataset; `n="latest"` is the newest."""
+    versions = list_versions(session, actor, slug, dataset)
+    if not versions:
+        raise NotFound(f"dataset {dataset} has no versions")
+    if n == "latest":
+        return versions[-1]
+    for v in versions:
+        if str(v.n) == str(n):
+            return v
+    raise NotFound(f"dataset {dataset} has no version {n}")
+
+
+def version_by_id(session: Session, actor: User, version_id: str) -> DatasetVersion:
+    """A version by id, checked against the actor's access to its project."""
+    from mlteam.core.access import require
+
+    v = session.get(DatasetVersion, version_id)
+    if v is None:
+        raise NotFound(f"dataset version {version_id} not found")
+    ds = session.get(Dataset, v.dataset_id)
+    require(session, actor, ds.project_id, Perm.data_read, what="dataset version")
+    return v
+
+
+def dataset_name(session: Session, version: DatasetVersion) -> str:
+    ds = session.get(Dataset, version.dataset_id)
+    return ds.name if ds else ""
+
+
+def describe(session: Session, version: DatasetVersion, created: bool = False) -> dict[str, Any]:
+    return {
+        "id": version.id,
+        "dataset": dataset_name(session, version),
+        "n": version.n,
+        "content_hash": version.content_hash,
+        "columns": version.schema,
+        "row_count": version.row_count,
+        "size_bytes": version.size_bytes,
+        "source": version.source,
+        "parents": version.parents,
+        "created_at": version.created_at,
+        "created": created,
+    }
+
+
+def read_table(store: ArtifactStore, version: DatasetVersion) -> pa.Table:
+    with store.open(version.key) as fh:
+        return pq.read_table(fh)
+
+
+def count_versions(session: Session, project_id: str) -> int:
+    return int(
+        session.scalar(
+            select(func.count(DatasetVersion.id))
+            .join(Dataset, Dataset.id == DatasetVersion.dataset_id)
+            .where(Dataset.project_id == project_id)
+        )
+        or 0
+    )
+
+
+def export(store: ArtifactStore, version: DatasetVersion, fmt: str) -> tuple[Any, str]:
+    """A file object with the version's content in `fmt`, and its media type."""
+    if fmt == "parquet":
+        return store.open(version.key), "application/vnd.apache.parquet"
+    if fmt == "csv":
+        tmp = tempfile.NamedTemporaryFile(suffix=".csv", delete=False)  # noqa: SIM115
+        tmp.close()
+        pacsv.write_csv(read_table(store, version), tmp.name)
+        fh = open(tmp.name, "rb")  # noqa: SIM115
+        Path(tmp.name).unlink()  # the open handle keeps the data until it is closed
+        return fh, "text/csv"
+    raise InvalidInput("format must be parquet or csv", {"field": "format"})

@@ -1,0 +1,110 @@
+"""The app factory: mounts every capability's routes, error handlers and /metrics."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mlteam import __version__
+from mlteam.config import Settings
+from mlteam.core.errors import STATUS, MlteamError
+from mlteam.core.routes import router as core_router
+from mlteam.data.routes import router as data_router
+from mlteam.monitoring.routes import router as monitoring_router
+from mlteam.projects.routes import router as projects_router
+from mlteam.registry.routes import router as registry_router
+from mlteam.server.platform import Platform
+from mlteam.serving.routes import router as serving_router
+from mlteam.tracking.routes import router as tracking_router
+from mlteam.training.routes import router as training_router
+
+log = logging.getLogger("mlteam.server")
+
+_HTTP_CODES = {
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "not_found",
+    409: "conflict",
+    413: "payload_too_large",
+}
+
+
+def _field(loc: tuple) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or ".".join(str(p) for p in loc)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(MlteamError)
+    async def _mlteam(_: Request, err: MlteamError) -> JSONResponse:
+        if err.code == "internal":
+            log.error("internal error: %s", err.message)
+        return JSONResponse(err.to_dict(), status_code=STATUS.get(err.code, 500))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, err: RequestValidationError) -> JSONResponse:
+        details = [{"field": _field(tuple(e["loc"])), "message": e["msg"]} for e in err.errors()]
+        first = details[0] if details else {"field": "", "message": "invalid request"}
+        message = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
+        body = {"error": {"code": "invalid_input", "message": message, "details": details}}
+        return JSONResponse(body, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, err: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(
+            err.status_code, "invalid_input" if err.status_code < 500 else "internal"
+        )
+        body = {"error": {"code": code, "message": str(err.detail), "details": None}}
+        return JSONResponse(body, status_code=err.status_code)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, err: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        body = {
+            "error": {
+                "code": "internal",
+                "message": f"internal error: {type(err).__name__}",
+                "details": None,
+            }
+        }
+        return JSONResponse(body, status_code=500)
+
+
+def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
+    platform = platform or Platform(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        platform.start()
+        try:
+            yield
+        finally:
+            platform.stop()
+
+    app = FastAPI(
+        title="mlteam",
+        version=__version__,
+        description="A self-hosted, self-service ML platform.",
+        lifespan=lifespan,
+    )
+    app.state.platform = platform
+    install_error_handlers(app)
+    for router in (
+        core_router,
+        projects_router,
+        data_router,
+        tracking_router,
+        training_router,
+        registry_router,
+        serving_router,
+        monitoring_router,
+    ):
+        app.include_router(router, prefix="/api/v1")
+    return app

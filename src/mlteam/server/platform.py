@@ -1,0 +1,47 @@
+"""The running platform: settings, stores and background machinery, built once and passed in."""
+
+from __future__ import annotations
+
+import threading
+
+from mlteam.config import Settings
+from mlteam.core.artifacts import ArtifactStore
+from mlteam.core.db import Database
+from mlteam.core.executor import LocalExecutor
+from mlteam.core.migrate import upgrade
+from mlteam.serving.predlog import PredictionLog
+from mlteam.serving.runtime import ModelCache
+
+
+class Platform:
+    """Everything a request or a job needs, without import-time globals."""
+
+    def __init__(self, settings: Settings, *, migrate: bool = True) -> None:
+        settings.ensure_home()
+        self.settings = settings
+        if migrate:
+            upgrade(settings.database_url)
+        self.db = Database(settings.database_url)
+        self.artifacts = ArtifactStore(settings.artifact_root)
+        self.executor = LocalExecutor(settings, self.db)
+        self.models = ModelCache(self.artifacts)
+        self.predictions = PredictionLog(self.artifacts, settings.prediction_flush_seconds)
+        self._started = False
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            self.executor.start()
+            self.predictions.start()
+            self._started = True
+
+    def stop(self) -> None:
+        with self._lock:
+            if not self._started:
+                return
+            self.predictions.stop()
+            self.executor.stop()
+            self._started = False
+        self.db.dispose()
