@@ -1,0 +1,48 @@
+"""The `mlteam` command: one Typer app, a module per capability."""
+
+from __future__ import annotations
+
+import typer
+
+from mlteam.cli import data, demo, models, projects, server, serving, training, users
+
+app = typer.Typer(
+    name="mlteam",
+    help="mlteam: a self-hosted ML platform where one product team runs the whole ML loop.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command("server")
+def server_cmd(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    log_level: str = typer.Option("info", help="uvicorn log level."),
+) -> None:
+    """Serve the REST API (migrations are applied at start)."""
+    server.serve(host, port, log_level)
+
+
+app.command("demo")(demo.demo)
+app.command("train")(training.train)
+app.command("predict")(serving.predict)
+app.command("feedback")(serving.feedback)
+app.command("report")(serving.report)
+app.add_typer(server.db_app, name="db")
+app.add_typer(users.app, name="users")
+app.add_typer(users.tokens_app, name="tokens")
+app.add_typer(projects.app, name="projects")
+app.add_typer(data.app, name="data")
+app.add_typer(training.jobs_app, name="jobs")
+app.add_typer(training.runs_app, name="runs")
+app.add_typer(models.app, name="models")
+app.add_typer(serving.app, name="deployments")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
