@@ -110,9 +110,16 @@ def test_whole_loop_over_http(live_admin: Client, cancer_csv) -> None:
     # every step is in the audit log
     actions = {e["action"] for e in c.audit(slug, limit=500)}
     assert {
-        "project.create", "project.update", "request.create", "request.triage",
-        "dataset.version.create", "job.submit", "run.create", "model.version.create",
-        "deployment.revise", "feedback.submit",
+        "project.create",
+        "project.update",
+        "request.create",
+        "request.triage",
+        "dataset.version.create",
+        "job.submit",
+        "run.create",
+        "model.version.create",
+        "deployment.revise",
+        "feedback.submit",
     } <= actions
 
 

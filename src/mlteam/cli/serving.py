@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -36,7 +37,13 @@ def list_deployments(project: str, as_json: bool = JsonOpt) -> None:
 
 
 def _records(source: str) -> list:
-    text = Path(source).read_text() if Path(source).exists() else source
+    """JSON given inline, `-` for standard input, or the path of a JSON file."""
+    if source == "-":
+        text = sys.stdin.read()
+    elif source.lstrip().startswith(("[", "{")):
+        text = source
+    else:
+        text = Path(source).read_text()
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -47,7 +54,7 @@ def _records(source: str) -> list:
 def predict(
     deployment: str,
     inputs: str = typer.Argument(
-        ..., help="JSON records (a list or one object), or a file of them."
+        ..., help="JSON records (a list or one object), a JSON file, or - for stdin."
     ),
 ) -> None:
     """Send records to a deployment; prints predictions with their ids (for feedback)."""
@@ -57,7 +64,9 @@ def predict(
 
 def feedback(
     deployment: str,
-    items: str = typer.Argument(..., help='JSON [{"prediction_id", "truth"}], or a file of it.'),
+    items: str = typer.Argument(
+        ..., help='JSON [{"prediction_id", "truth"}], a JSON file, or - for stdin.'
+    ),
 ) -> None:
     """Send ground truth for earlier predictions."""
     with errors():
