@@ -43,6 +43,8 @@ class Perm(StrEnum):
     tracking_write = "tracking.write"  # experiments, runs, training jobs
     model_read = "model.read"
     model_write = "model.write"  # register model versions
+    card_write = "model.card.write"  # the human part of model cards
+    signoff = "model.signoff"  # sign off promotion requests (as a role one holds)
     deploy_write = "deploy.write"
     predict = "serving.predict"
     feedback_write = "feedback.write"
@@ -65,23 +67,23 @@ GRANTS: dict[Role, frozenset[Perm]] = {
     Role.stakeholder: frozenset(
         _READ_ALL
         | {Perm.business_write, Perm.request_create, Perm.request_triage, Perm.predict}
-        | {Perm.feedback_write}
+        | {Perm.feedback_write, Perm.signoff}
     ),
     Role.data_engineer: frozenset(_READ_ALL | {Perm.data_write, Perm.request_create}),
     Role.labeler: frozenset({Perm.project_read}),
     Role.domain_expert: frozenset(
-        _READ_ALL | {Perm.request_create, Perm.feedback_write, Perm.predict}
+        _READ_ALL | {Perm.request_create, Perm.feedback_write, Perm.predict, Perm.card_write}
     ),
     Role.data_scientist: frozenset(
         _READ_ALL
         | {Perm.tracking_write, Perm.model_write, Perm.request_create, Perm.predict}
-        | {Perm.feedback_write}
+        | {Perm.feedback_write, Perm.card_write}
     ),
-    Role.qa: frozenset(_READ_ALL | {Perm.request_create, Perm.predict}),
+    Role.qa: frozenset(_READ_ALL | {Perm.request_create, Perm.predict, Perm.signoff}),
     Role.devops: frozenset(
         _READ_ALL | {Perm.deploy_write, Perm.predict, Perm.feedback_write, Perm.request_create}
     ),
-    Role.compliance: frozenset(_READ_ALL),
+    Role.compliance: frozenset(_READ_ALL | {Perm.signoff}),
     Role.viewer: frozenset(_READ_ALL),
 }
 
