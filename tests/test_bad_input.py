@@ -139,8 +139,10 @@ def snapshot(ctx: Ctx) -> dict[str, Any]:
             for m in a.models(slug)
         },
         "deployments": sorted((d["name"], d["revision"]) for d in a.deployments(slug)),
-        "log": {d: (r["predictions"], r["feedback"])
-                for d, r in ((d, a.report(d)) for d in (ctx.dep, ctx.dep2))},
+        "log": {
+            d: (r["predictions"], r["feedback"])
+            for d, r in ((d, a.report(d)) for d in (ctx.dep, ctx.dep2))
+        },
         "audit": [e["id"] for e in a.audit(slug, limit=1000)],
     }
 
@@ -435,7 +437,10 @@ MISSING_FIELDS = [
         "/projects/{slug}/models/clf/versions", {"description": "x"}, "run_id", id="register-run-id"
     ),
     pytest.param(
-        "/projects/{slug}/runs", {"name": "x", "params": None}, "params", id="run-params-null-for-object"
+        "/projects/{slug}/runs",
+        {"name": "x", "params": None},
+        "params",
+        id="run-params-null-for-object",
     ),
     pytest.param("/users", {"name": "no email"}, "email", id="user-email"),
 ]
@@ -538,11 +543,6 @@ EXTRA_FIELDS = [
     pytest.param(
         lambda c: post(c, f"/deployments/{c.dep}/predict", {"inputs": [c.sample], "colour": "red"}),
         id="predict",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG: predict ignores unknown body fields "
-            "(serving/schemas.py PredictIn lacks extra='forbid')",
-        ),
     ),
     pytest.param(
         _predict_then(
@@ -552,11 +552,6 @@ EXTRA_FIELDS = [
             )
         ),
         id="feedback-item",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG: feedback items accept unknown fields "
-            "(monitoring/schemas.py FeedbackItem lacks extra='forbid')",
-        ),
     ),
     pytest.param(
         lambda c: post(
@@ -565,11 +560,6 @@ EXTRA_FIELDS = [
             {"metrics": [{"key": "loss", "value": 1.0, "colour": "red"}]},
         ),
         id="metric-item",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG: metric points accept unknown fields "
-            "(tracking/schemas.py MetricIn lacks extra='forbid')",
-        ),
     ),
 ]
 
@@ -746,12 +736,6 @@ def test_removing_the_last_owner_is_a_conflict(ctx: Ctx) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an unknown role in DELETE "
-    "/projects/{slug}/members/{email}/{role} is a 500 (ValueError from Role(role) "
-    "in projects/service.py remove_member)",
-)
 def test_removing_a_member_with_an_unknown_role_is_400(ctx: Ctx, raw: httpx.Client) -> None:
     me = ctx.admin.me()["email"]
     resp = raw.delete(f"/projects/{ctx.slug}/members/{me}/king")
@@ -759,12 +743,6 @@ def test_removing_a_member_with_an_unknown_role_is_400(ctx: Ctx, raw: httpx.Clie
     assert resp.json()["error"]["code"] == "invalid_input"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a run accepts unknown dataset version ids as "
-    "inputs; registering it then fails with 404 (tracking/service.py create_run "
-    "does not check inputs)",
-)
 def test_run_with_unknown_input_dataset_version_is_refused(ctx: Ctx) -> None:
     check_unchanged(
         ctx,
@@ -889,9 +867,6 @@ def test_constant_target_fails_the_job_and_registers_nothing(
         a.model_versions(slug, "flat-model")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a training job that fails its data check still "
-                   "leaves an empty experiment behind (training/service.py run_training_job "
-                   "creates the experiment before recipes.check_training_frame)")
 def test_constant_target_leaves_no_empty_experiment(
     ctx: Ctx, constant_target: dict[str, Any]
 ) -> None:
@@ -1010,12 +985,6 @@ def test_artifact_listing_outside_the_run_is_refused(ctx: Ctx) -> None:
     expect_error(lambda: ctx.admin.artifacts(ctx.open_run, "../.."), InvalidInput, "path")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: SDK log_artifact sends '..' unescaped, httpx drops "
-    "the dot segments and the user gets 404 'Not Found' instead of 400 "
-    "(client/__init__.py log_artifact/artifact should quote path segments)",
-)
 def test_sdk_artifact_path_with_dotdot_is_refused(ctx: Ctx, tmp_path) -> None:
     f = tmp_path / "evil"
     f.write_bytes(b"payload")

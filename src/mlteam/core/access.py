@@ -31,7 +31,8 @@ class Role(StrEnum):
 
 
 class Perm(StrEnum):
-    project_read = "project.read"  # the project's name, goal, phase
+    project_read = "project.read"  # that the project exists: its name, phase, my roles
+    project_detail = "project.detail"  # goal, value matrix, members, model requests
     project_manage = "project.manage"  # members, settings
     business_write = "business.write"  # goal, success metric, value matrix, sign-offs
     request_create = "request.create"  # file a model request
@@ -54,6 +55,7 @@ class Perm(StrEnum):
 
 _READ_ALL = {
     Perm.project_read,
+    Perm.project_detail,
     Perm.audit_read,
     Perm.data_read,
     Perm.tracking_read,

@@ -62,7 +62,7 @@ def get(session: Session, actor: User, job_id: str) -> Job:
     job = session.get(Job, job_id)
     if job is None:
         raise NotFound(f"job {job_id} not found")
-    require(session, actor, job.project_id, Perm.job_read, what="job")
+    require(session, actor, job.project_id, Perm.job_read, what=f"job {job_id}")
     return job
 
 

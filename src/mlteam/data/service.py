@@ -261,7 +261,7 @@ def version_by_id(session: Session, actor: User, version_id: str) -> DatasetVers
     if v is None:
         raise NotFound(f"dataset version {version_id} not found")
     ds = session.get(Dataset, v.dataset_id)
-    require(session, actor, ds.project_id, Perm.data_read, what="dataset version")
+    require(session, actor, ds.project_id, Perm.data_read, what=f"dataset version {version_id}")
     return v
 
 

@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class FeedbackItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     prediction_id: str = Field(min_length=1, max_length=64)
     truth: Any
 

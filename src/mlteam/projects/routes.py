@@ -25,13 +25,7 @@ router = APIRouter(prefix="/projects", tags=["projects"])
 
 
 def _out(session: Session, user: User, project: Project) -> ProjectOut:
-    return ProjectOut.model_validate(
-        {
-            **{c: getattr(project, c) for c in ProjectOut.model_fields if hasattr(project, c)},
-            "phase": service.phase(session, project),
-            "my_roles": service.my_roles(session, user, project),
-        }
-    )
+    return ProjectOut.model_validate(service.view(session, user, project))
 
 
 @router.post("", response_model=ProjectOut, status_code=201)

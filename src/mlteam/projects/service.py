@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mlteam.core import audit
-from mlteam.core.access import Perm, Role, require, roles_of
+from mlteam.core.access import GRANTS, Perm, Role, require, roles_of
 from mlteam.core.auth import get_user_by_email
 from mlteam.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mlteam.core.models import AuditEvent, Membership, User
@@ -28,7 +28,7 @@ def resolve(session: Session, actor: User, slug: str, perm: Perm = Perm.project_
     project = session.scalar(select(Project).where(Project.slug == slug))
     if project is None:
         raise NotFound(f"project {slug} not found")
-    require(session, actor, project.id, perm)
+    require(session, actor, project.id, perm, what=f"project {slug}")
     return project
 
 
@@ -112,6 +112,8 @@ def update_project(session: Session, actor: User, slug: str, changes: dict[str, 
     """Stakeholders set the business fields; owners the settings."""
     project = resolve(session, actor, slug)
     changes = {k: v for k, v in changes.items() if v is not None}
+    if not changes:
+        raise InvalidInput("nothing to change: give at least one field", {"field": "body"})
     if changes.keys() & _BUSINESS_FIELDS:
         require(session, actor, project.id, Perm.business_write)
     if changes.keys() & _MANAGE_FIELDS:
@@ -136,6 +138,17 @@ def update_project(session: Session, actor: User, slug: str, changes: dict[str, 
         detail={"changed": sorted(changes)},
     )
     return project
+
+
+def view(session: Session, actor: User, project: Project) -> dict[str, Any]:
+    """What the actor may see of a project: labelers see that it exists, not its business."""
+    out = {c.name: getattr(project, c.name) for c in Project.__table__.columns}
+    roles = set(my_roles(session, actor, project))
+    if not any(Perm.project_detail in GRANTS[Role(r)] for r in roles):
+        out.update(goal="", success_metric="", value_matrix={})
+    out["phase"] = phase(session, project)
+    out["my_roles"] = sorted(roles)
+    return out
 
 
 def my_roles(session: Session, actor: User, project: Project) -> list[str]:
@@ -198,6 +211,8 @@ def add_member(session: Session, actor: User, slug: str, email: str, role: str) 
 
 def remove_member(session: Session, actor: User, slug: str, email: str, role: str) -> None:
     project = resolve(session, actor, slug, Perm.project_manage)
+    if role not in {r.value for r in Role}:
+        raise InvalidInput(f"unknown role {role!r}", {"field": "role"})
     user = get_user_by_email(session, email)
     m = session.scalar(
         select(Membership).where(
@@ -228,7 +243,7 @@ def remove_member(session: Session, actor: User, slug: str, email: str, role: st
 
 
 def list_members(session: Session, actor: User, slug: str) -> list[dict[str, Any]]:
-    project = resolve(session, actor, slug, Perm.project_read)
+    project = resolve(session, actor, slug, Perm.project_detail)
     rows = session.execute(
         select(User.email, User.id, Membership.role)
         .join(Membership, Membership.user_id == User.id)
@@ -289,7 +304,7 @@ def create_request(
 def list_requests(
     session: Session, actor: User, slug: str, state: str | None = None
 ) -> list[ModelRequest]:
-    project = resolve(session, actor, slug, Perm.project_read)
+    project = resolve(session, actor, slug, Perm.project_detail)
     q = select(ModelRequest).where(ModelRequest.project_id == project.id)
     if state:
         q = q.where(ModelRequest.state == state)

@@ -27,6 +27,8 @@ class DeploymentOut(BaseModel):
 
 
 class PredictIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     inputs: list[dict[str, Any]] = Field(description="one record per row: {column: value}")
 
 

@@ -95,7 +95,7 @@ def get_deployment(
     dep = session.scalar(select(Deployment).where(Deployment.name == name))
     if dep is None:
         raise NotFound(f"deployment {name} not found")
-    require(session, actor, dep.project_id, perm, what="deployment")
+    require(session, actor, dep.project_id, perm, what=f"deployment {name}")
     return dep
 
 

@@ -150,14 +150,14 @@ def run_training_job(ctx: jobs.JobContext) -> dict[str, Any]:
     p = ctx.params
     ctx.progress(0.05, f"loading dataset {p['dataset']} v{p['version']}")
     with ctx.db.session() as s:
-        actor = ctx.actor(s)
-        dv = data.version_by_id(s, actor, p["dataset_version_id"])
+        dv = data.version_by_id(s, ctx.actor(s), p["dataset_version_id"])
         table = data.read_table(ctx.artifacts, dv)
-        exp = tracking.get_or_create_experiment(s, actor, p["slug"], p["experiment"])
-        experiment_id = exp.id
     df = table.to_pandas()
     target, features, seed = p["target"], list(p["features"]), int(p["seed"])
-    recipes.check_training_frame(df, target, features)
+    recipes.check_training_frame(df, target, features)  # before anything is created
+    with ctx.db.session() as s:
+        exp = tracking.get_or_create_experiment(s, ctx.actor(s), p["slug"], p["experiment"])
+        experiment_id = exp.id
     df = df[df[target].notna()]
     task = recipes.infer_task(df[target]) if p["task"] == "auto" else p["task"]
     train, test = recipes.split(df, target, task, float(p["test_fraction"]), seed)
