@@ -7,6 +7,7 @@ run; it requires the sign-offs of a regulated project (qa and compliance).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -432,3 +433,61 @@ def test_required_signoffs_are_the_projects_setting_when_requested(w: World) -> 
         assert still["state"] == "open" and still["pending"] == ["compliance"]
     finally:
         w.admin.update_project(w.slug, required_signoffs=["qa", "compliance"])
+
+
+# -- CLI (in-process: the commands' client is the test's) ---------------------------------------
+
+
+def test_cli_models_and_promotions(w: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from mlteam.cli import models as cli_models
+    from mlteam.cli.main import app
+
+    runner = CliRunner()
+
+    def run(who: str, *args: str, code: int = 0) -> str:
+        monkeypatch.setattr(cli_models, "client", lambda: w.c(who))
+        res = runner.invoke(app, list(args))
+        assert res.exit_code == code, res.output
+        return res.output
+
+    v = str(w.new_version())
+    run("data_scientist", "models", "tag", w.slug, "m", "owner-team", "risk", "--version", v)
+    run("data_scientist", "models", "describe", w.slug, "m", "cli described", "--version", v)
+    run("data_scientist", "models", "stage", w.slug, "m", v, "Staging")
+    shown = w.admin.model_version(w.slug, "m", v)
+    assert shown["tags"] == {"owner-team": "risk"} and shown["stage"] == "Staging"
+    assert shown["description"] == "cli described"
+    run("data_scientist", "models", "tag", w.slug, "m", "owner-team", "--version", v, "--delete")
+    assert w.admin.model_version(w.slug, "m", v)["tags"] == {}
+    out = run("domain_expert", "models", "card-edit", w.slug, "m", v, "--limitations", "adults")
+    assert "card revision 1" in out
+    assert "adults" in run("viewer", "models", "card", w.slug, "m", v, "--markdown")
+    denied = run("data_scientist", "models", "alias", w.slug, "m", "production", v, code=1)
+    assert "promotion" in denied
+
+    def number(out: str) -> str:  # "promotion #3: m v2 → production [open], ..."
+        return out.split("#")[1].split(":")[0]
+
+    ds = "data_scientist"
+    out = run(ds, "promotions", "request", w.slug, "m", v, "--rationale", "ready")
+    n = number(out)
+    assert "waiting for qa, compliance" in out
+    listed = json.loads(run("viewer", "promotions", "list", w.slug, "--state", "open", "--json"))
+    assert int(n) in [r["number"] for r in listed]
+    run("qa", "promotions", "approve", w.slug, n, "--as", "qa", "--rationale", "tests pass")
+    sign = ("promotions", "approve", w.slug, n, "--as", "compliance", "--rationale", "card ok")
+    assert "[approved]" in run("compliance", *sign)
+    assert w.admin.model_version(w.slug, "m", v)["stage"] == "Production"
+    assert json.loads(run("viewer", "promotions", "show", w.slug, n))["state"] == "approved"
+
+    champion = ("promotions", "request", w.slug, "m", v, "--to", "champion", "--rationale", "c")
+    m = number(run(ds, *champion))
+    assert "[rejected]" in run(
+        "qa", "promotions", "reject", w.slug, m, "--as", "qa", "--rationale", "no"
+    )
+    m = number(run(ds, *champion))
+    assert "[withdrawn]" in run(ds, "promotions", "withdraw", w.slug, m)
+    failed = run("qa", "promotions", "approve", w.slug, m, "--as", "qa", "--rationale", "x", code=1)
+    assert "withdrawn" in failed

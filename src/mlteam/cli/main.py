@@ -37,6 +37,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(training.jobs_app, name="jobs")
 app.add_typer(training.runs_app, name="runs")
 app.add_typer(models.app, name="models")
+app.add_typer(models.promotions_app, name="promotions")
 app.add_typer(serving.app, name="deployments")
 
 
