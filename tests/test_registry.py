@@ -8,6 +8,7 @@ run; it requires the sign-offs of a regulated project (qa and compliance).
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -433,6 +434,40 @@ def test_required_signoffs_are_the_projects_setting_when_requested(w: World) -> 
         assert still["state"] == "open" and still["pending"] == ["compliance"]
     finally:
         w.admin.update_project(w.slug, required_signoffs=["qa", "compliance"])
+
+
+def test_concurrent_last_signoffs_still_move_the_alias(w: World, platform) -> None:
+    """Two signers at once: the second waits for the first (PostgreSQL row lock) and then sees
+    its sign-off, so the request does not stay open with every role approved. SQLite has one
+    writer: there the second is told to retry (503), and the retry completes it."""
+    from mlteam.core.auth import get_user_by_email
+    from mlteam.core.errors import Unavailable
+    from mlteam.registry import promotions
+
+    v = w.new_version()
+    n = w.c("data_scientist").request_promotion(w.slug, "m", v, "race")["number"]
+    outcome: dict[str, Any] = {}
+
+    def second() -> None:
+        try:
+            with platform.db.session() as s:
+                signer = get_user_by_email(s, w.email("compliance"))
+                promotions.sign(s, signer, w.slug, n, "compliance", "approve", "at once")
+            outcome["signed"] = True
+        except Unavailable as err:
+            outcome["retry"] = err
+
+    with platform.db.session() as s:
+        promotions.sign(s, get_user_by_email(s, w.email("qa")), w.slug, n, "qa", "approve", "ok")
+        t = threading.Thread(target=second)
+        t.start()
+        t.join(timeout=1.0)  # the first transaction is still open
+    t.join(timeout=30)
+    assert not t.is_alive()
+    if "retry" in outcome:
+        w.c("compliance").approve_promotion(w.slug, n, "compliance", "retried")
+    assert w.admin.promotion(w.slug, n)["state"] == "approved"
+    assert w.admin.model_version(w.slug, "m", v)["stage"] == "Production"
 
 
 # -- CLI (in-process: the commands' client is the test's) ---------------------------------------

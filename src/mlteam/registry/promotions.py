@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -110,7 +110,7 @@ def create_promotion(
         session.flush()
     except IntegrityError as err:
         raise Conflict(
-            f"a promotion of {name} v{mv.version} to {target} was opened at the same time"
+            "another promotion request was opened at the same time; retry", {"target": target}
         ) from err
     audit.record(
         session,
@@ -137,7 +137,12 @@ def list_promotions(
     return list(session.scalars(q.order_by(PromotionRequest.number.desc())))
 
 
-def get_promotion(session: Session, actor: User, slug: str, number: int) -> PromotionRequest:
+def get_promotion(
+    session: Session, actor: User, slug: str, number: int, *, lock: bool = False
+) -> PromotionRequest:
+    """Promotion `number` of the project. With `lock`, its row is held until the transaction
+    ends and the request is read again after that, so concurrent sign-offs are decided one
+    after the other and each sees the ones before it."""
     project = projects.resolve(session, actor, slug, Perm.model_read)
     req = session.scalar(
         select(PromotionRequest).where(
@@ -146,6 +151,17 @@ def get_promotion(session: Session, actor: User, slug: str, number: int) -> Prom
     )
     if req is None:
         raise NotFound(f"promotion #{number} not found in {slug}")
+    if lock:
+        # A no-op UPDATE rather than SELECT ... FOR UPDATE: it row-locks on PostgreSQL and, on
+        # SQLite (which ignores FOR UPDATE and reads outside a transaction until the first
+        # write), takes the database's write lock before anything is decided.
+        session.execute(
+            update(PromotionRequest)
+            .where(PromotionRequest.id == req.id)
+            .values(state=PromotionRequest.state)
+            .execution_options(synchronize_session=False)
+        )
+        session.refresh(req)
     return req
 
 
@@ -176,7 +192,7 @@ def sign(
 
     A rejection closes the request; the last required approval moves the alias, all in this
     transaction. The requester may never sign their own request."""
-    req = get_promotion(session, actor, slug, number)
+    req = get_promotion(session, actor, slug, number, lock=True)
     if req.requester_id == actor.id:
         raise Forbidden(
             f"you requested promotion #{number}: no one signs off a request they made, "
@@ -282,7 +298,7 @@ def withdraw(
     session: Session, actor: User, slug: str, number: int, rationale: str | None = None
 ) -> PromotionRequest:
     """The requester (or an owner) ends an open request."""
-    req = get_promotion(session, actor, slug, number)
+    req = get_promotion(session, actor, slug, number, lock=True)
     if req.requester_id != actor.id:
         try:
             require(session, actor, req.project_id, Perm.project_manage)
