@@ -100,11 +100,12 @@ class ArtifactStore:
             name = entry["name"].rstrip("/")
             if ".tmp-" in posixpath.basename(name):
                 continue
+            is_dir = entry["type"] == "directory"
             out.append(
                 {
                     "path": posixpath.relpath(name, base),
-                    "is_dir": entry["type"] == "directory",
-                    "size": int(entry.get("size") or 0),
+                    "is_dir": is_dir,
+                    "size": 0 if is_dir else int(entry.get("size") or 0),
                 }
             )
         return sorted(out, key=lambda e: e["path"])

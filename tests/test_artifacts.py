@@ -1,0 +1,50 @@
+"""The artifact store: keys confined to the root, writes atomic, any fsspec root."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlteam.core.artifacts import ArtifactStore, clean_key
+from mlteam.core.errors import InvalidInput, NotFound
+
+
+@pytest.fixture(params=["local", "memory"])
+def store(request, tmp_path) -> ArtifactStore:
+    root = (
+        str(tmp_path / "root") if request.param == "local" else f"memory://mlteam-{tmp_path.name}"
+    )
+    return ArtifactStore(root)
+
+
+@pytest.mark.parametrize("key", ["../x", "a/../../x", "/etc/passwd", "", "a\\b", "a/\x00"])
+def test_keys_cannot_leave_the_root(key: str) -> None:
+    with pytest.raises(InvalidInput):
+        clean_key(key)
+
+
+def test_normalised_keys() -> None:
+    assert clean_key("a//b/./c") == "a/b/c"
+
+
+def test_put_list_open(store: ArtifactStore, tmp_path) -> None:
+    store.put_bytes(b"hello", "runs/r1/artifacts/notes.txt")
+    src = tmp_path / "m.bin"
+    src.write_bytes(b"x" * 3_000_000)
+    store.put_file(str(src), "runs/r1/artifacts/model/m.bin")
+    listed = store.list("runs/r1/artifacts")
+    assert listed == [
+        {"path": "model", "is_dir": True, "size": 0},
+        {"path": "notes.txt", "is_dir": False, "size": 5},
+    ]
+    assert store.read_bytes("runs/r1/artifacts/notes.txt") == b"hello"
+    assert store.size("runs/r1/artifacts/model/m.bin") == 3_000_000
+    with pytest.raises(NotFound):
+        store.open("runs/r1/artifacts/missing")
+
+
+def test_a_failed_write_leaves_nothing(store: ArtifactStore) -> None:
+    with pytest.raises(RuntimeError), store.writer("d/half.parquet") as fh:
+        fh.write(b"partial")
+        raise RuntimeError("crash mid-write")
+    assert not store.exists("d/half.parquet")
+    assert store.list("d") == []
