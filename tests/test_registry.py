@@ -143,19 +143,20 @@ def test_aliases_move_and_stages_follow(w: World) -> None:
     with pytest.raises(InvalidInput):
         ds.transition_stage(w.slug, "m", b, "Shipped")
 
-    stage_events = events(w, "model.version.stage")
-    assert stage_events[-1]["detail"]["to"] == "Staging"
+    stage_events = [e for e in events(w, "model.version.stage") if e["target"] == f"model:m/{b}"]
+    assert [e["detail"]["to"] for e in stage_events] == ["Archived", "None", "Staging"]
     assert stage_events[-1]["detail"]["archived_existing"] == a
 
 
 @pytest.mark.parametrize("alias", ["production", "champion", "PRODUCTION"])
 def test_protected_alias_cannot_be_set_directly(w: World, alias: str) -> None:
+    v = w.new_version()
     for who in ("data_scientist", None):  # None: the admin, who acts as owner
         c = w.c(who) if who else w.admin
         with pytest.raises(Forbidden) as denied:
-            c.set_alias(w.slug, "m", alias, 1)
+            c.set_alias(w.slug, "m", alias, v)
         assert "promotion request" in denied.value.message
-    assert alias not in w.admin.model(w.slug, "m")["aliases"]
+    assert w.admin.model_version(w.slug, "m", v)["aliases"] == []
 
 
 def test_transition_to_production_goes_through_promotion(w: World) -> None:
@@ -288,6 +289,25 @@ def test_promotion_happy_path_needs_every_required_role(w: World) -> None:
     assert ds.model_version(w.slug, "m", v2)["stage"] == "Production"
     old = ds.model_version(w.slug, "m", v)
     assert old["stage"] == "Archived" and "production" not in old["aliases"]
+
+
+def test_only_an_owner_takes_a_protected_alias_off(w: World) -> None:
+    ds = w.c("data_scientist")
+    v = w.new_version()
+    n = ds.request_promotion(w.slug, "m", v, "ship it")["number"]
+    w.c("qa").approve_promotion(w.slug, n, "qa", "ok")
+    w.c("compliance").approve_promotion(w.slug, n, "compliance", "ok")
+    assert ds.model_version(w.slug, "m", v)["stage"] == "Production"
+    with pytest.raises(Forbidden) as denied:
+        ds.delete_alias(w.slug, "m", "production")
+    assert "only an owner" in denied.value.message
+    with pytest.raises(Forbidden):
+        ds.transition_stage(w.slug, "m", v, "Archived")
+    assert ds.model_version(w.slug, "m", v)["stage"] == "Production"
+    # an owner retires it: the alias comes off and the version reads Archived
+    retired = w.admin.transition_stage(w.slug, "m", v, "Archived")
+    assert retired["stage"] == "Archived" and retired["aliases"] == []
+    assert "production" not in ds.model(w.slug, "m")["aliases"]
 
 
 def test_rejection_ends_the_request(w: World) -> None:
