@@ -43,9 +43,11 @@ class RegistryAPI(Base):
         )
 
     def delete_model_tag(self, slug: str, model: str, key: str) -> None:
+        """Remove a tag of a registered model."""
         self._call("DELETE", f"/projects/{slug}/models/{model}/tags/{_key(key)}")
 
     def model_versions(self, slug: str, model: str) -> list[dict[str, Any]]:
+        """Every version of a model, oldest first."""
         return self._call("GET", f"/projects/{slug}/models/{model}/versions")
 
     def model_version(self, slug: str, model: str, version: int | str) -> dict[str, Any]:
@@ -73,6 +75,7 @@ class RegistryAPI(Base):
         )
 
     def delete_version_tag(self, slug: str, model: str, version: int | str, key: str) -> None:
+        """Remove a tag of a model version."""
         self._call("DELETE", f"/projects/{slug}/models/{model}/versions/{version}/tags/{_key(key)}")
 
     def set_alias(self, slug: str, model: str, alias: str, version: int) -> dict[str, Any]:
@@ -82,6 +85,7 @@ class RegistryAPI(Base):
         )
 
     def delete_alias(self, slug: str, model: str, alias: str) -> None:
+        """Remove an alias (a protected one: owners only)."""
         self._call("DELETE", f"/projects/{slug}/models/{model}/aliases/{alias}")
 
     def transition_stage(
@@ -130,6 +134,7 @@ class RegistryAPI(Base):
     def model_card_revisions(
         self, slug: str, model: str, version: int | str
     ) -> list[dict[str, Any]]:
+        """Every written revision of a version's card, oldest first."""
         return self._call(
             "GET", f"/projects/{slug}/models/{model}/versions/{version}/card/revisions"
         )
@@ -149,10 +154,12 @@ class RegistryAPI(Base):
         return self._call("POST", f"/projects/{slug}/promotions", json=body)
 
     def promotions(self, slug: str, state: str | None = None) -> list[dict[str, Any]]:
+        """The project's promotion requests, newest first; `state` filters."""
         params = {"state": state} if state else None
         return self._call("GET", f"/projects/{slug}/promotions", params=params)
 
     def promotion(self, slug: str, number: int) -> dict[str, Any]:
+        """One promotion request with its sign-offs."""
         return self._call("GET", f"/projects/{slug}/promotions/{number}")
 
     def sign_promotion(
@@ -168,9 +175,11 @@ class RegistryAPI(Base):
     def approve_promotion(
         self, slug: str, number: int, role: str, rationale: str
     ) -> dict[str, Any]:
+        """Approve as `role` (one you hold)."""
         return self.sign_promotion(slug, number, role, "approve", rationale)
 
     def reject_promotion(self, slug: str, number: int, role: str, rationale: str) -> dict[str, Any]:
+        """Reject as `role` (one you hold); this ends the request."""
         return self.sign_promotion(slug, number, role, "reject", rationale)
 
     def withdraw_promotion(self, slug: str, number: int, rationale: str = "") -> dict[str, Any]:

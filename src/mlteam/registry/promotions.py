@@ -323,6 +323,7 @@ def withdraw(
 
 
 def describe(session: Session, req: PromotionRequest) -> dict[str, Any]:
+    """A request as the API shows it: sign-offs so far and the roles still pending."""
     mv = session.get(ModelVersion, req.model_version_id)
     signoffs = _signoffs(session, req)
     signed = {s.role for s in signoffs}

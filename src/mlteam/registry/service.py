@@ -181,6 +181,7 @@ def version_by_id(
 
 
 def check_alias(alias: str) -> str:
+    """The alias if its name is valid, else InvalidInput."""
     if not isinstance(alias, str) or not ALIAS.match(alias):
         raise InvalidInput(
             f"invalid alias {alias!r}: a letter, then up to 127 letters, digits, '_' or '-'",
@@ -190,6 +191,7 @@ def check_alias(alias: str) -> str:
 
 
 def is_protected(alias: str) -> bool:
+    """Does only an approved promotion request move this alias?"""
     return alias.lower() in PROTECTED_ALIASES
 
 
@@ -292,6 +294,7 @@ def delete_alias(session: Session, actor: User, slug: str, name: str, alias: str
 
 
 def aliases_of(session: Session, mv: ModelVersion) -> list[str]:
+    """The aliases pointing at a version, sorted."""
     return sorted(session.scalars(select(ModelAlias.alias).where(ModelAlias.version_id == mv.id)))
 
 
@@ -321,6 +324,7 @@ def stage_of(session: Session, mv: ModelVersion, aliases: list[str] | None = Non
 
 
 def check_stage(stage: str) -> str:
+    """An MLflow stage name in its canonical spelling (any case accepted)."""
     for s in STAGES:
         if isinstance(stage, str) and stage.lower() == s.lower():
             return s
@@ -402,11 +406,13 @@ def _check_description(description: str) -> str:
 
 
 def model_tags(session: Session, model: RegisteredModel) -> dict[str, str]:
+    """{key: value} of a registered model."""
     rows = session.scalars(select(ModelTag).where(ModelTag.model_id == model.id))
     return {t.key: t.value for t in sorted(rows, key=lambda t: t.key)}
 
 
 def version_tags(session: Session, mv: ModelVersion) -> dict[str, str]:
+    """{key: value} of a model version."""
     rows = session.scalars(select(ModelVersionTag).where(ModelVersionTag.version_id == mv.id))
     return {t.key: t.value for t in sorted(rows, key=lambda t: t.key)}
 
@@ -436,6 +442,7 @@ def set_model_tag(
 
 
 def delete_model_tag(session: Session, actor: User, slug: str, name: str, key: str) -> None:
+    """Remove a tag of a registered model (NotFound if it has none)."""
     project = projects.resolve(session, actor, slug, Perm.model_write)
     model = get_model(session, actor, slug, name)
     row = session.get(ModelTag, (model.id, key))
@@ -485,6 +492,7 @@ def set_version_tag(
 def delete_version_tag(
     session: Session, actor: User, slug: str, name: str, version: int | str, key: str
 ) -> None:
+    """Remove a tag of a model version (NotFound if it has none)."""
     project = projects.resolve(session, actor, slug, Perm.model_write)
     mv = get_version(session, actor, slug, name, version)
     row = session.get(ModelVersionTag, (mv.id, key))
@@ -548,6 +556,7 @@ def model_name(session: Session, mv: ModelVersion) -> str:
 
 
 def describe(session: Session, mv: ModelVersion) -> dict[str, Any]:
+    """A version as the API shows it, with aliases, derived stage and tags."""
     aliases = aliases_of(session, mv)
     return {
         "id": mv.id,
@@ -568,6 +577,7 @@ def describe(session: Session, mv: ModelVersion) -> dict[str, Any]:
 
 
 def describe_model(session: Session, model: RegisteredModel) -> dict[str, Any]:
+    """A registered model as the API shows it, with tags and its aliases."""
     latest = session.scalar(
         select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id)
     )
