@@ -70,6 +70,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
+    # Read through the OS page cache, shared by every connection, instead of copying pages
+    # into each connection's small private cache: halves the time of searches over runs.
+    cur.execute("PRAGMA mmap_size=268435456")
     cur.close()
 
 
@@ -115,6 +118,22 @@ class Database:
 def _is_outage(err: exc.OperationalError) -> bool:
     text = str(err.orig).lower()
     return any(s in text for s in ("connection", "could not connect", "locked", "terminating"))
+
+
+def upsert(session: Session, table: Any) -> Any:
+    """An INSERT of this session's backend, which has `on_conflict_do_update/do_nothing`.
+
+    SQLite and PostgreSQL spell upserts the same way in SQLAlchemy but through their own
+    dialect's `insert`; the generic one has no ON CONFLICT.
+    """
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - only the two supported backends reach here
+        raise MlteamError(f"no upsert for the {name} backend")
+    return insert(table)
 
 
 def integrity_to(err: exc.IntegrityError, error: MlteamError) -> MlteamError:

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mlteam.core.db import Base, IdMixin, utcnow
@@ -61,7 +71,11 @@ class Tag(Base):
 
 
 class Metric(Base):
-    """One point of a metric's history."""
+    """One point of a metric's history.
+
+    SQLite cannot store NaN (it becomes NULL), so a NaN is kept as `value = 0, is_nan = true`
+    on every backend, as MLflow does.
+    """
 
     __tablename__ = "metrics"
     __table_args__ = (Index("ix_metrics_run_key_step", "run_id", "key", "step"),)
@@ -72,3 +86,26 @@ class Metric(Base):
     value: Mapped[float] = mapped_column(Float)
     step: Mapped[int] = mapped_column(BigInteger, default=0)
     timestamp: Mapped[int] = mapped_column(BigInteger)
+    is_nan: Mapped[bool] = mapped_column(default=False, server_default=false())
+
+
+class LatestMetric(Base):
+    """The latest point of each metric of a run, kept by `log_metrics` for search and listing.
+
+    "Latest" is MLflow's rule: the point with the highest (step, timestamp, value).
+    """
+
+    __tablename__ = "latest_metrics"
+    __table_args__ = (
+        Index("ix_latest_metrics_key_value", "key", "value"),
+        # SQLite: the rows live in the primary key's b-tree, so looking a run's metric up by
+        # (run_id, key), as every search filter does, is one descent instead of two.
+        {"sqlite_with_rowid": False},
+    )
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+    step: Mapped[int] = mapped_column(BigInteger)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    is_nan: Mapped[bool] = mapped_column(default=False, server_default=false())

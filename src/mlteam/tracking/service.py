@@ -1,7 +1,12 @@
 """Experiment tracking: experiments, runs, params, tags, metric histories, run artifacts.
 
 Params are immutable once logged (MLflow's rule): the same value again is fine, another
-value is a conflict. Artifacts live under `runs/<run_id>/artifacts/` in the artifact store.
+value is refused. Artifacts live under `runs/<run_id>/artifacts/` in the artifact store.
+
+Every write is set-based (one statement per table, whatever the batch size) and race-free:
+params and tags go in with ON CONFLICT, and `log_metrics` keeps `latest_metrics` (each
+metric's latest point, what search and listings read) with an upsert in the same transaction.
+A batch is validated whole before anything is written, so one bad item stores nothing.
 """
 
 from __future__ import annotations
@@ -11,33 +16,49 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
 from mlteam.core import audit
 from mlteam.core.access import Perm, require
 from mlteam.core.artifacts import ArtifactStore, clean_key
+from mlteam.core.db import upsert
 from mlteam.core.errors import Conflict, InvalidInput, NotFound
 from mlteam.core.models import User
 from mlteam.projects import service as projects
-from mlteam.tracking.models import Experiment, Metric, Param, Run, Tag
+from mlteam.tracking.models import Experiment, LatestMetric, Metric, Param, Run, Tag
 
 STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 MAX_KEY = 250
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
+MAX_INT64 = 2**63 - 1  # steps and timestamps are BIGINT
+CHUNK = 500  # ids per IN (...) when loading many runs: well under every backend's bind limit
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _check_key(key: str, what: str) -> str:
-    if not key or len(key) > MAX_KEY:
+def _check_key(key: Any, what: str) -> str:
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY:
+        shown = key[:300] if isinstance(key, str) else repr(key)[:300]
         raise InvalidInput(
-            f"{what} key must be 1..{MAX_KEY} characters", {"field": what, "key": key[:300]}
+            f"{what} key must be 1..{MAX_KEY} characters", {"field": what, "key": shown}
         )
+    if "\x00" in key:
+        # PostgreSQL refuses NUL in text; refuse it on every backend alike.
+        raise InvalidInput(f"{what} key contains a NUL character", {"field": what, "key": key})
     return key
+
+
+def _check_value(value: Any, limit: int, what: str, key: str) -> str:
+    value = str(value)
+    if len(value) > limit:
+        raise InvalidInput(f"{what} {key!r} value longer than {limit} characters", {"field": key})
+    if "\x00" in value:
+        raise InvalidInput(f"{what} {key!r} value contains a NUL character", {"field": key})
+    return value
 
 
 # -- experiments ---------------------------------------------------------------------------
@@ -127,34 +148,53 @@ def get_run(session: Session, actor: User, run_id: str, perm: Perm = Perm.tracki
 
 
 def _log_params(session: Session, run: Run, params: dict[str, Any]) -> None:
-    existing = {
-        p.key: p.value for p in session.scalars(select(Param).where(Param.run_id == run.id))
-    }
-    for key, value in params.items():
-        _check_key(key, "param")
-        value = str(value)
-        if len(value) > MAX_PARAM_VALUE:
+    rows = [
+        {
+            "run_id": run.id,
+            "key": _check_key(key, "param"),
+            "value": _check_value(value, MAX_PARAM_VALUE, "param", key),
+        }
+        for key, value in params.items()
+    ]
+    if not rows:
+        return
+    # Insert what is new, keep what is there (a concurrent writer's row included), then
+    # compare: a different stored value is a re-log, refused, and the transaction rolls back.
+    # Sorted keys make concurrent batches lock rows in one order (no deadlocks on PostgreSQL).
+    rows.sort(key=lambda r: r["key"])
+    table = Param.__table__
+    session.execute(
+        upsert(session, table).on_conflict_do_nothing(index_elements=["run_id", "key"]), rows
+    )
+    stored = dict(
+        session.execute(select(table.c.key, table.c.value).where(table.c.run_id == run.id)).all()
+    )
+    for r in rows:
+        if stored.get(r["key"]) != r["value"]:
             raise InvalidInput(
-                f"param {key!r} value longer than {MAX_PARAM_VALUE} characters", {"field": key}
+                f"param {r['key']!r} was already logged as {stored.get(r['key'])!r}; "
+                "params are immutable",
+                {"field": r["key"]},
             )
-        if key in existing:
-            if existing[key] != value:
-                raise InvalidInput(
-                    f"param {key!r} was already logged as {existing[key]!r}; params are immutable",
-                    {"field": key},
-                )
-            continue
-        session.add(Param(run_id=run.id, key=key, value=value))
-        existing[key] = value
 
 
 def _set_tags(session: Session, run: Run, tags: dict[str, str]) -> None:
-    for key, value in tags.items():
-        _check_key(key, "tag")
-        value = str(value)
-        if len(value) > MAX_TAG_VALUE:
-            raise InvalidInput(f"tag {key!r} value too long", {"field": key})
-        session.merge(Tag(run_id=run.id, key=key, value=value))
+    rows = [
+        {
+            "run_id": run.id,
+            "key": _check_key(key, "tag"),
+            "value": _check_value(value, MAX_TAG_VALUE, "tag", key),
+        }
+        for key, value in tags.items()
+    ]
+    if not rows:
+        return
+    rows.sort(key=lambda r: r["key"])
+    stmt = upsert(session, Tag.__table__)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["run_id", "key"], set_={"value": stmt.excluded.value}
+    )
+    session.execute(stmt, rows)
 
 
 def log_params(session: Session, actor: User, run_id: str, params: dict[str, Any]) -> None:
@@ -167,32 +207,100 @@ def set_tags(session: Session, actor: User, run_id: str, tags: dict[str, str]) -
     _set_tags(session, run, tags)
 
 
+def _number(value: Any, key: str, i: int) -> float:
+    """A metric value: a number, or a string of one ("0.5", "NaN", "Infinity")."""
+    if not isinstance(value, bool) and isinstance(value, int | float | str):
+        try:
+            return float(value)
+        except (ValueError, OverflowError):
+            pass
+    raise InvalidInput(
+        f"metric {key!r}: value {value!r} is not a number"[:300], {"field": f"metrics[{i}].value"}
+    )
+
+
+def _int64(value: Any, default: int, field: str) -> int:
+    if value is None:
+        return default
+    integral = (
+        (isinstance(value, int) and not isinstance(value, bool))
+        or (isinstance(value, float) and value.is_integer())
+        or (isinstance(value, str) and value.strip().removeprefix("-").isdigit())
+    )
+    if not integral or abs(int(value)) > MAX_INT64:
+        raise InvalidInput(
+            f"{field} must be a 64-bit integer, not {value!r}"[:300], {"field": field}
+        )
+    return int(value)
+
+
+def _metric_rows(run_id: str, metrics: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    now = now_ms()
+    rows = []
+    for i, m in enumerate(metrics):
+        if not isinstance(m, dict):
+            raise InvalidInput(f"metrics[{i}] must be an object", {"field": f"metrics[{i}]"})
+        key = _check_key(m.get("key", ""), "metric")
+        value = _number(m.get("value"), key, i)
+        is_nan = math.isnan(value)
+        rows.append(
+            {
+                "run_id": run_id,
+                "key": key,
+                "value": 0.0 if is_nan else value,  # SQLite would store NaN as NULL
+                "is_nan": is_nan,
+                "step": _int64(m.get("step"), 0, f"metrics[{i}].step"),
+                "timestamp": _int64(m.get("timestamp"), now, f"metrics[{i}].timestamp"),
+            }
+        )
+    return rows
+
+
+def _update_latest(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Upsert each key's latest point: the highest (step, timestamp, value) wins (MLflow's rule).
+
+    The batch is reduced in Python first (an upsert may touch a row once per statement on
+    PostgreSQL); the WHERE keeps a newer point a concurrent writer stored meanwhile.
+    """
+    best: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        cur = best.get(r["key"])
+        if cur is None or (r["step"], r["timestamp"], r["value"]) > (
+            cur["step"],
+            cur["timestamp"],
+            cur["value"],
+        ):
+            best[r["key"]] = r
+    table = LatestMetric.__table__
+    stmt = upsert(session, table)
+    new = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["run_id", "key"],
+        set_={
+            "value": new.value,
+            "step": new.step,
+            "timestamp": new.timestamp,
+            "is_nan": new.is_nan,
+        },
+        where=tuple_(new.step, new.timestamp, new.value)
+        > tuple_(table.c.step, table.c.timestamp, table.c.value),
+    )
+    session.execute(stmt, [best[k] for k in sorted(best)])
+
+
 def log_metrics(
     session: Session, actor: User, run_id: str, metrics: Iterable[dict[str, Any]]
 ) -> int:
-    """Append metric points `{key, value, step?, timestamp?}`; returns how many."""
+    """Append metric points `{key, value, step?, timestamp?}`; returns how many.
+
+    The whole batch is checked before anything is written; the history rows and the latest
+    values go in with one statement each, in the caller's transaction.
+    """
     run = get_run(session, actor, run_id, Perm.tracking_write)
-    rows = []
-    ts = now_ms()
-    for i, m in enumerate(metrics):
-        key = _check_key(str(m.get("key", "")), "metric")
-        try:
-            value = float(m["value"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise InvalidInput(
-                f"metric {key!r}: value must be a number", {"field": f"metrics[{i}].value"}
-            ) from err
-        rows.append(
-            {
-                "run_id": run.id,
-                "key": key,
-                "value": value if not math.isnan(value) else float("nan"),
-                "step": int(m.get("step") or 0),
-                "timestamp": int(m.get("timestamp") or ts),
-            }
-        )
+    rows = _metric_rows(run.id, metrics)
     if rows:
         session.execute(Metric.__table__.insert(), rows)
+        _update_latest(session, rows)
     return len(rows)
 
 
@@ -215,53 +323,103 @@ def finish_run(session: Session, actor: User, run_id: str, status: str = "FINISH
 
 
 def run_params(session: Session, run: Run) -> dict[str, str]:
-    return {p.key: p.value for p in session.scalars(select(Param).where(Param.run_id == run.id))}
+    return params_of(session, [run.id]).get(run.id, {})
 
 
 def run_tags(session: Session, run: Run) -> dict[str, str]:
-    return {t.key: t.value for t in session.scalars(select(Tag).where(Tag.run_id == run.id))}
+    return tags_of(session, [run.id]).get(run.id, {})
 
 
 def latest_metrics(session: Session, run: Run) -> dict[str, float]:
-    """The value at the highest step (latest timestamp breaking ties) of each metric."""
-    out: dict[str, tuple[int, int, float]] = {}
-    for key, value, step, ts in session.execute(
-        select(Metric.key, Metric.value, Metric.step, Metric.timestamp).where(
-            Metric.run_id == run.id
-        )
-    ):
-        if key not in out or (step, ts) >= out[key][:2]:
-            out[key] = (step, ts, value)
-    return {k: v[2] for k, v in out.items()}
+    """The latest value of each metric: highest (step, timestamp, value); NaN as float NaN."""
+    return latest_metrics_of(session, [run.id]).get(run.id, {})
+
+
+def _chunks(ids: list[str]) -> Iterable[list[str]]:
+    for i in range(0, len(ids), CHUNK):
+        yield ids[i : i + CHUNK]
+
+
+def _key_values(session: Session, table: Any, run_ids: list[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for ids in _chunks(run_ids):
+        q = select(table.c.run_id, table.c.key, table.c.value).where(table.c.run_id.in_(ids))
+        for run_id, key, value in session.execute(q).tuples().all():
+            out.setdefault(run_id, {})[key] = value
+    return out
+
+
+def params_of(session: Session, run_ids: list[str]) -> dict[str, dict[str, str]]:
+    """The params of many runs in one query per 500 runs: `{run_id: {key: value}}`."""
+    return _key_values(session, Param.__table__, run_ids)
+
+
+def tags_of(session: Session, run_ids: list[str]) -> dict[str, dict[str, str]]:
+    """The tags of many runs: `{run_id: {key: value}}`."""
+    return _key_values(session, Tag.__table__, run_ids)
+
+
+def latest_metrics_of(session: Session, run_ids: list[str]) -> dict[str, dict[str, float]]:
+    """The latest metric values of many runs: `{run_id: {key: value}}`."""
+    t = LatestMetric.__table__
+    out: dict[str, dict[str, float]] = {}
+    for ids in _chunks(run_ids):
+        q = select(t.c.run_id, t.c.key, t.c.value, t.c.is_nan).where(t.c.run_id.in_(ids))
+        for run_id, key, value, is_nan in session.execute(q).tuples().all():
+            out.setdefault(run_id, {})[key] = math.nan if is_nan else value
+    return out
 
 
 def metric_history(session: Session, actor: User, run_id: str, key: str) -> list[dict[str, Any]]:
+    """Every point of one metric, by step then time; NaN points have the value float NaN."""
     run = get_run(session, actor, run_id)
     rows = session.execute(
-        select(Metric.value, Metric.step, Metric.timestamp)
+        select(Metric.value, Metric.step, Metric.timestamp, Metric.is_nan)
         .where(Metric.run_id == run.id, Metric.key == key)
         .order_by(Metric.step, Metric.timestamp, Metric.id)
     )
-    return [{"key": key, "value": v, "step": s, "timestamp": t} for v, s, t in rows]
+    return [
+        {"key": key, "value": math.nan if nan else v, "step": s, "timestamp": t}
+        for v, s, t, nan in rows
+    ]
 
 
 def describe(session: Session, run: Run) -> dict[str, Any]:
-    exp = session.get(Experiment, run.experiment_id)
-    return {
-        "id": run.id,
-        "experiment": exp.name if exp else "",
-        "name": run.name,
-        "kind": run.kind,
-        "status": run.status,
-        "start_time": run.start_time,
-        "end_time": run.end_time,
-        "parent_run_id": run.parent_run_id,
-        "inputs": run.inputs,
-        "code_version": run.code_version,
-        "params": run_params(session, run),
-        "tags": run_tags(session, run),
-        "metrics": latest_metrics(session, run),
-    }
+    return describe_many(session, [run])[0]
+
+
+def describe_many(session: Session, runs: list[Run]) -> list[dict[str, Any]]:
+    """Runs as the API shows them, in a handful of queries however many runs there are."""
+    ids = [r.id for r in runs]
+    exp_ids = sorted({r.experiment_id for r in runs})
+    names = dict(
+        session.execute(select(Experiment.id, Experiment.name).where(Experiment.id.in_(exp_ids)))
+        .tuples()
+        .all()
+    )
+    params, tags, metrics = (
+        params_of(session, ids),
+        tags_of(session, ids),
+        latest_metrics_of(session, ids),
+    )
+    return [
+        {
+            "id": run.id,
+            "experiment": names.get(run.experiment_id, ""),
+            "name": run.name,
+            "kind": run.kind,
+            "status": run.status,
+            "start_time": run.start_time,
+            "end_time": run.end_time,
+            "parent_run_id": run.parent_run_id,
+            "inputs": run.inputs,
+            "code_version": run.code_version,
+            "params": params.get(run.id, {}),
+            "tags": tags.get(run.id, {}),
+            "metrics": metrics.get(run.id, {}),
+        }
+        for run in runs
+    ]
 
 
 def list_runs(
@@ -310,3 +468,4 @@ def list_artifacts(
 def open_artifact(session: Session, actor: User, store: ArtifactStore, run_id: str, path: str):
     run = get_run(session, actor, run_id)
     return store.open(artifact_key(run, path))
+
