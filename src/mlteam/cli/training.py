@@ -121,3 +121,66 @@ def show_run(run_id: str) -> None:
     """A run's params, tags, metrics and lineage."""
     with errors():
         show(client().run(run_id))
+
+
+@runs_app.command("search")
+def search_runs(
+    project: str = typer.Argument(..., help="Project slug."),
+    filter_string: str = typer.Option(
+        "",
+        "--filter",
+        "-f",
+        help="MLflow filter, e.g. \"metrics.acc > 0.9 and params.lr = '0.01'\".",
+    ),
+    order_by: list[str] | None = typer.Option(
+        None, "--order-by", help="Sort key such as 'metrics.acc DESC'; repeat for ties."
+    ),
+    max_results: int = typer.Option(100, help="Runs per page (1..50000)."),
+    page_token: str | None = typer.Option(None, help="The token a previous page printed."),
+    experiment: list[str] | None = typer.Option(
+        None, "--experiment", "-e", help="Only this experiment; repeat for more."
+    ),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Runs of a project matching a filter, sorted; newest first by default."""
+    with errors():
+        page = client().search_runs(
+            project, filter_string, order_by, max_results, page_token, experiment
+        )
+        if as_json:
+            show(page, True)
+            return
+        table(page["runs"], ["id", "experiment", "name", "status", "params", "metrics"])
+        if page["next_page_token"]:
+            err.print(f"more runs: --page-token {page['next_page_token']}")
+
+
+@runs_app.command("compare")
+def compare_runs(
+    run_ids: list[str] = typer.Argument(..., help="The runs to compare (ids)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Runs side by side: params, and each metric's last value (--json: full histories)."""
+    with errors():
+        data = client().compare_runs(run_ids)
+        if as_json:
+            show(data, True)
+            return
+        labels = {r["id"]: f"{r['name'] or 'run'} {r['id'][:8]}" for r in data["runs"]}
+        columns = list(labels.values())
+        table(
+            [
+                {"param": k, **{labels[i]: v for i, v in by_run.items()}}
+                for k, by_run in data["params"].items()
+            ],
+            ["param", *columns],
+        )
+        last = [
+            {"metric": k, **{labels[i]: _last(v) for i, v in m["values"].items()}}
+            for k, m in data["metrics"].items()
+        ]
+        table(last, ["metric", *columns])
+
+
+def _last(values: list[float | None]) -> float | None:
+    return next((v for v in reversed(values) if v is not None), None)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote
 
 from mlteam.client.base import Base, chunks
 
@@ -38,7 +40,43 @@ class TrackingAPI(Base):
         )
 
     def log_metrics(self, run_id: str, metrics: Iterable[dict[str, Any]]) -> None:
-        self._call("POST", f"/runs/{run_id}/metrics", json={"metrics": list(metrics)})
+        """Append points `{key, value, step?, timestamp?}`; NaN and infinities are fine."""
+        points = [{**m, "value": _json_number(m.get("value"))} for m in metrics]
+        self._call("POST", f"/runs/{run_id}/metrics", json={"metrics": points})
+
+    def metric_history(self, run_id: str, key: str) -> list[dict[str, Any]]:
+        """Every point of one metric of a run, by step then time (NaN as None)."""
+        return self._call("GET", f"/runs/{run_id}/metrics/{quote(key, safe='')}")
+
+    def search_runs(
+        self,
+        slug: str,
+        filter_string: str = "",
+        order_by: list[str] | None = None,
+        max_results: int = 1000,
+        page_token: str | None = None,
+        experiments: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """One page of a project's runs matching an MLflow filter, e.g.
+        `"metrics.acc > 0.9 and params.lr = '0.01'"`, sorted by `order_by` (e.g.
+        `["metrics.acc DESC"]`; default newest first). Returns `{"runs": [...],
+        "next_page_token": str | None}`; pass the token back for the next page."""
+        return self._call(
+            "POST",
+            f"/projects/{slug}/runs/search",
+            json={
+                "filter": filter_string,
+                "order_by": list(order_by or []),
+                "max_results": max_results,
+                "page_token": page_token,
+                "experiments": experiments,
+            },
+        )
+
+    def compare_runs(self, run_ids: list[str]) -> dict[str, Any]:
+        """Runs side by side: `{"runs", "params": {key: {run_id: value}}, "metrics": {key:
+        {"steps": [...], "values": {run_id: [value or None per step]}}}}`."""
+        return self._call("POST", "/runs/compare", json={"run_ids": list(run_ids)})
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         self._call("POST", f"/runs/{run_id}/tags", json={"values": tags})
@@ -55,3 +93,10 @@ class TrackingAPI(Base):
 
     def artifact(self, run_id: str, path: str) -> bytes:
         return self._call("GET", f"/runs/{run_id}/artifacts/{path}")
+
+
+def _json_number(value: Any) -> Any:
+    """JSON has no NaN or infinity: send them as the strings the server reads back."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value

@@ -10,16 +10,21 @@ from starlette.concurrency import run_in_threadpool
 
 from mlteam.data.routes import spool_body
 from mlteam.server.deps import CurrentUser, PlatformDep, SessionDep
-from mlteam.tracking import service
+from mlteam.tracking import compare, search, service
 from mlteam.tracking.schemas import (
     ArtifactOut,
+    CompareIn,
+    CompareOut,
     ExperimentIn,
     ExperimentOut,
     KeyValues,
+    MetricPointOut,
     MetricsIn,
     RunIn,
     RunOut,
     RunPatch,
+    RunSearchIn,
+    RunSearchOut,
 )
 
 router = APIRouter(tags=["tracking"])
@@ -48,9 +53,27 @@ def create_run(slug: str, body: RunIn, session: SessionDep, user: CurrentUser) -
 def list_runs(
     slug: str, session: SessionDep, user: CurrentUser, experiment: str | None = None
 ) -> object:
-    return [
-        service.describe(session, r) for r in service.list_runs(session, user, slug, experiment)
-    ]
+    return service.describe_many(session, service.list_runs(session, user, slug, experiment))
+
+
+@router.post("/projects/{slug}/runs/search", response_model=RunSearchOut)
+def search_runs(slug: str, body: RunSearchIn, session: SessionDep, user: CurrentUser) -> object:
+    runs, token = search.search_project_runs(
+        session,
+        user,
+        slug,
+        body.filter,
+        body.order_by,
+        body.max_results,
+        body.page_token,
+        body.experiments,
+    )
+    return {"runs": service.describe_many(session, runs), "next_page_token": token}
+
+
+@router.post("/runs/compare", response_model=CompareOut)
+def compare_runs(body: CompareIn, session: SessionDep, user: CurrentUser) -> object:
+    return compare.compare_runs(session, user, body.run_ids)
 
 
 @router.get("/runs/{run_id}", response_model=RunOut)
@@ -78,7 +101,7 @@ def log_metrics(run_id: str, body: MetricsIn, session: SessionDep, user: Current
     service.log_metrics(session, user, run_id, [m.model_dump() for m in body.metrics])
 
 
-@router.get("/runs/{run_id}/metrics/{key}")
+@router.get("/runs/{run_id}/metrics/{key:path}", response_model=list[MetricPointOut])
 def metric_history(run_id: str, key: str, session: SessionDep, user: CurrentUser) -> object:
     return service.metric_history(session, user, run_id, key)
 

@@ -47,7 +47,7 @@ class RunOut(BaseModel):
     code_version: dict[str, Any]
     params: dict[str, str]
     tags: dict[str, str]
-    metrics: dict[str, float]
+    metrics: dict[str, float | None] = Field(description="latest values; NaN and ±inf as null")
 
 
 class MetricIn(BaseModel):
@@ -79,3 +79,56 @@ class ArtifactOut(BaseModel):
     path: str
     is_dir: bool
     size: int
+
+
+class MetricPointOut(BaseModel):
+    key: str
+    value: float | None = Field(description="NaN and ±inf as null")
+    step: int
+    timestamp: int
+
+
+class RunSearchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    filter: str = Field(
+        default="",
+        max_length=20_000,
+        description="MLflow filter, e.g. \"metrics.acc > 0.9 and params.lr = '0.01'\"",
+    )
+    order_by: list[str] = Field(
+        default_factory=list, description='e.g. ["metrics.acc DESC", "params.lr"]'
+    )
+    max_results: int = Field(default=1000, ge=1, le=50_000)
+    page_token: str | None = Field(default=None, description="next_page_token of the last page")
+    experiments: list[str] | None = Field(default=None, description="names; default all")
+
+
+class RunSearchOut(BaseModel):
+    runs: list[RunOut]
+    next_page_token: str | None
+
+
+class CompareIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_ids: list[str] = Field(min_length=1, max_length=100)
+
+
+class CompareRunOut(BaseModel):
+    id: str
+    name: str
+    experiment: str
+
+
+class AlignedMetricOut(BaseModel):
+    steps: list[int]
+    values: dict[str, list[float | None]] = Field(
+        description="per run id, one value per step (null where the run has none, or NaN)"
+    )
+
+
+class CompareOut(BaseModel):
+    runs: list[CompareRunOut]
+    params: dict[str, dict[str, str | None]]
+    metrics: dict[str, AlignedMetricOut]
