@@ -66,7 +66,6 @@ def register_version(
 ) -> ModelVersion:
     """Register the model a finished run logged under `model/` as the next version of `name`."""
     project = projects.resolve(session, actor, slug, Perm.model_write)
-    data.check_name(name, "model")
     run = tracking.get_run(session, actor, run_id)
     if run.project_id != project.id:
         raise NotFound(f"run {run_id} not found")
@@ -79,12 +78,112 @@ def register_version(
         raise InvalidInput(
             f"run {run_id} logged no model under model/", {"field": "run_id"}
         ) from err
-    model = _model(session, project.id, name)
+    return _add_version(
+        session,
+        actor,
+        project.id,
+        name,
+        key=key,
+        fmt=meta.get("format", "unknown"),
+        signature=meta.get("signature", {}),
+        run=run,
+        lineage={"candidate": meta.get("candidate")},
+        description=description,
+    )
+
+
+def register_artifacts(
+    session: Session,
+    actor: User,
+    slug: str,
+    name: str,
+    *,
+    key: str,
+    fmt: str,
+    signature: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    lineage: dict[str, Any] | None = None,
+    description: str = "",
+    tags: dict[str, str] | None = None,
+) -> ModelVersion:
+    """Register model files already in the store (an MLflow logged model, say) as a version.
+
+    The caller has checked the key belongs to the project and is frozen (a finished run's or a
+    finalized logged model's artifacts).
+    """
+    project = projects.resolve(session, actor, slug, Perm.model_write)
+    run = None
+    if run_id:
+        run = tracking.get_run(session, actor, run_id)
+        if run.project_id != project.id:
+            raise NotFound(f"run {run_id} not found")
+    mv = _add_version(
+        session,
+        actor,
+        project.id,
+        name,
+        key=key,
+        fmt=fmt,
+        signature=signature or {},
+        run=run,
+        lineage=lineage or {},
+        description=description,
+    )
+    for k, v in (tags or {}).items():
+        _check_tag(k, v)
+        session.add(ModelVersionTag(version_id=mv.id, key=k, value=v))
+    return mv
+
+
+def create_model(
+    session: Session,
+    actor: User,
+    slug: str,
+    name: str,
+    description: str = "",
+    tags: dict[str, str] | None = None,
+) -> RegisteredModel:
+    """Create an empty registered model (versions come later); 409 if the name is taken."""
+    project = projects.resolve(session, actor, slug, Perm.model_write)
+    data.check_name(name, "model")
+    if _model(session, project.id, name) is not None:
+        raise Conflict(f"registered model {name!r} already exists", {"field": "name"})
+    model = _get_or_create_model(session, actor, project.id, name)
+    model.description = _check_description(description)
+    for k, v in (tags or {}).items():
+        _check_tag(k, v)
+        session.add(ModelTag(model_id=model.id, key=k, value=v))
+    return model
+
+
+def _get_or_create_model(
+    session: Session, actor: User, project_id: str, name: str
+) -> RegisteredModel:
+    model = _model(session, project_id, name)
     if model is None:
-        model = RegisteredModel(project_id=project.id, name=name, created_by=actor.id)
+        model = RegisteredModel(project_id=project_id, name=name, created_by=actor.id)
         session.add(model)
         session.flush()
-        audit.record(session, actor, "model.create", f"model:{name}", project_id=project.id)
+        audit.record(session, actor, "model.create", f"model:{name}", project_id=project_id)
+    return model
+
+
+def _add_version(
+    session: Session,
+    actor: User,
+    project_id: str,
+    name: str,
+    *,
+    key: str,
+    fmt: str,
+    signature: dict[str, Any],
+    run: Any,
+    lineage: dict[str, Any],
+    description: str,
+) -> ModelVersion:
+    """The next version of `name`, with the run's metrics and data as lineage."""
+    data.check_name(name, "model")
+    model = _get_or_create_model(session, actor, project_id, name)
     number = (
         session.scalar(
             select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id)
@@ -92,20 +191,20 @@ def register_version(
         or 0
     ) + 1
     inputs = []
-    for dv_id in run.inputs:
+    for dv_id in run.inputs if run is not None else []:
         dv = data.version_by_id(session, actor, dv_id)
         inputs.append({"id": dv.id, "dataset": data.dataset_name(session, dv), "n": dv.n})
     mv = ModelVersion(
         model_id=model.id,
-        project_id=project.id,
+        project_id=project_id,
         version=number,
-        run_id=run.id,
+        run_id=run.id if run is not None else None,
         artifact_key=key,
-        format=meta.get("format", "unknown"),
-        signature=meta.get("signature", {}),
-        metrics=tracking.latest_metrics(session, run),
-        lineage={"run_id": run.id, "dataset_versions": inputs, "candidate": meta.get("candidate")},
-        description=description,
+        format=fmt,
+        signature=signature,
+        metrics=tracking.latest_metrics(session, run) if run is not None else {},
+        lineage={"run_id": run.id if run is not None else None, "dataset_versions": inputs, **lineage},
+        description=_check_description(description),
         created_by=actor.id,
     )
     session.add(mv)
@@ -115,8 +214,8 @@ def register_version(
         actor,
         "model.version.create",
         f"model:{name}/{number}",
-        project_id=project.id,
-        detail={"run_id": run.id},
+        project_id=project_id,
+        detail={"run_id": mv.run_id, "format": fmt},
     )
     return mv
 

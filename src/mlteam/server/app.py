@@ -18,9 +18,11 @@ from mlteam.core.routes import router as core_router
 from mlteam.data.routes import router as data_router
 from mlteam.monitoring.routes import router as monitoring_router
 from mlteam.projects.routes import router as projects_router
+from mlteam.registry.mlflow_api import router as registry_mlflow
 from mlteam.registry.routes import router as registry_router
 from mlteam.server.platform import Platform
 from mlteam.serving.routes import router as serving_router
+from mlteam.tracking.mlflow_api import router as tracking_mlflow
 from mlteam.tracking.routes import router as tracking_router
 from mlteam.training.routes import router as training_router
 
@@ -41,40 +43,63 @@ def _field(loc: tuple) -> str:
     return ".".join(parts) or ".".join(str(p) for p in loc)
 
 
+# mlteam error code → (MLflow error_code, HTTP status), for the MLflow-compatible endpoints.
+MLFLOW_CODES = {
+    "invalid_input": ("INVALID_PARAMETER_VALUE", 400),
+    "unauthenticated": ("UNAUTHENTICATED", 401),
+    "forbidden": ("PERMISSION_DENIED", 403),
+    "not_found": ("RESOURCE_DOES_NOT_EXIST", 404),
+    "conflict": ("RESOURCE_ALREADY_EXISTS", 400),
+    "payload_too_large": ("INVALID_PARAMETER_VALUE", 413),
+    "user_code_error": ("INVALID_PARAMETER_VALUE", 400),
+    "unavailable": ("TEMPORARILY_UNAVAILABLE", 503),
+    "internal": ("INTERNAL_ERROR", 500),
+}
+
+
+def _is_mlflow(request: Request) -> bool:
+    path = request.url.path
+    return "/api/2.0/mlflow" in path or "/api/3.0/mlflow" in path
+
+
+def error_response(request: Request, code: str, message: str, details: object = None) -> JSONResponse:
+    """One error, in the shape the caller's protocol expects."""
+    if _is_mlflow(request):
+        mlflow_code, status = MLFLOW_CODES.get(code, ("INTERNAL_ERROR", 500))
+        return JSONResponse({"error_code": mlflow_code, "message": message}, status_code=status)
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return JSONResponse(body, status_code=STATUS.get(code, 500))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(MlteamError)
-    async def _mlteam(_: Request, err: MlteamError) -> JSONResponse:
+    async def _mlteam(request: Request, err: MlteamError) -> JSONResponse:
         if err.code == "internal":
             log.error("internal error: %s", err.message)
-        return JSONResponse(err.to_dict(), status_code=STATUS.get(err.code, 500))
+        return error_response(request, err.code, err.message, err.details)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, err: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
         details = [{"field": _field(tuple(e["loc"])), "message": e["msg"]} for e in err.errors()]
         first = details[0] if details else {"field": "", "message": "invalid request"}
         message = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
-        body = {"error": {"code": "invalid_input", "message": message, "details": details}}
-        return JSONResponse(body, status_code=400)
+        return error_response(request, "invalid_input", message, details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, err: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(
             err.status_code, "invalid_input" if err.status_code < 500 else "internal"
         )
+        if _is_mlflow(request) and err.status_code == 404:
+            body = {"error_code": "ENDPOINT_NOT_FOUND", "message": f"no endpoint {request.url.path}"}
+            return JSONResponse(body, status_code=404)
         body = {"error": {"code": code, "message": str(err.detail), "details": None}}
         return JSONResponse(body, status_code=err.status_code)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, err: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        body = {
-            "error": {
-                "code": "internal",
-                "message": f"internal error: {type(err).__name__}",
-                "details": None,
-            }
-        }
-        return JSONResponse(body, status_code=500)
+        return error_response(request, "internal", f"internal error: {type(err).__name__}")
 
 
 def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
@@ -107,4 +132,8 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         monitoring_router,
     ):
         app.include_router(router, prefix="/api/v1")
+    # MLflow's REST API: at the root (experiments named "<project>/<name>") and per project.
+    for mlflow_router in (tracking_mlflow, registry_mlflow):
+        app.include_router(mlflow_router)
+        app.include_router(mlflow_router, prefix="/mlflow/{project}")
     return app
