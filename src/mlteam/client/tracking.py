@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from mlteam.client.base import Base, chunks
+from mlteam.core.errors import InvalidInput
 
 
 class TrackingAPI(Base):
@@ -85,6 +86,7 @@ class TrackingAPI(Base):
         return self._call("PATCH", f"/runs/{run_id}", json={"status": status})
 
     def log_artifact(self, run_id: str, local_path: str | os.PathLike[str], path: str) -> None:
+        check_path(path)
         with open(local_path, "rb") as fh:
             self._call("PUT", f"/runs/{run_id}/artifacts/{path}", content=chunks(fh))
 
@@ -92,7 +94,14 @@ class TrackingAPI(Base):
         return self._call("GET", f"/runs/{run_id}/artifacts", params={"path": path})
 
     def artifact(self, run_id: str, path: str) -> bytes:
+        check_path(path)
         return self._call("GET", f"/runs/{run_id}/artifacts/{path}")
+
+
+def check_path(path: str) -> None:
+    """Refuse '.' and '..' segments here: httpx would silently normalise them away."""
+    if any(part in (".", "..") for part in path.split("/")):
+        raise InvalidInput(f"invalid artifact path: {path!r}", {"field": "path"})
 
 
 def _json_number(value: Any) -> Any:

@@ -89,6 +89,29 @@ class Metric(Base):
     is_nan: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
+class LoggedModel(Base):
+    """MLflow 3's logged model: a model's artifacts and metadata, before any registration."""
+
+    __tablename__ = "logged_models"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # "m-<32 hex>", as MLflow
+    experiment_id: Mapped[str] = mapped_column(
+        ForeignKey("experiments.id", ondelete="CASCADE"), index=True
+    )
+    project_id: Mapped[str] = mapped_column(String(32), index=True)
+    name: Mapped[str] = mapped_column(String(256))
+    model_type: Mapped[str] = mapped_column(String(128), default="")
+    source_run_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    status: Mapped[str] = mapped_column(String(32), default="LOGGED_MODEL_PENDING")
+    status_message: Mapped[str] = mapped_column(Text, default="")
+    creator_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    lifecycle_stage: Mapped[str] = mapped_column(String(16), default="active")
+
+
 class LatestMetric(Base):
     """The latest point of each metric of a run, kept by `log_metrics` for search and listing.
 

@@ -51,6 +51,8 @@ class RunOut(BaseModel):
 
 
 class MetricIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     key: str = Field(min_length=1, max_length=250)
     value: float
     step: int = 0

@@ -111,6 +111,15 @@ def create_run(
         parent = session.get(Run, parent_run_id)
         if parent is None or parent.project_id != experiment.project_id:
             raise InvalidInput(f"parent run {parent_run_id} not found", {"field": "parent_run_id"})
+    for i, dv_id in enumerate(inputs or []):
+        from mlteam.data import service as data
+
+        try:
+            data.version_by_id(session, actor, dv_id)
+        except NotFound as err:
+            raise InvalidInput(
+                f"inputs[{i}]: dataset version {dv_id} not found", {"field": "inputs", "id": dv_id}
+            ) from err
     run = Run(
         experiment_id=experiment.id,
         project_id=experiment.project_id,
@@ -143,7 +152,7 @@ def get_run(session: Session, actor: User, run_id: str, perm: Perm = Perm.tracki
     run = session.get(Run, run_id)
     if run is None:
         raise NotFound(f"run {run_id} not found")
-    require(session, actor, run.project_id, perm, what="run")
+    require(session, actor, run.project_id, perm, what=f"run {run_id}")
     return run
 
 
@@ -469,3 +478,151 @@ def open_artifact(session: Session, actor: User, store: ArtifactStore, run_id: s
     run = get_run(session, actor, run_id)
     return store.open(artifact_key(run, path))
 
+
+# -- what MLflow clients also do ----------------------------------------------------------------
+
+
+def update_run(
+    session: Session,
+    actor: User,
+    run_id: str,
+    *,
+    status: str | None = None,
+    end_time: int | None = None,
+    name: str | None = None,
+) -> Run:
+    """Rename a run and/or change its status (end time defaults to now for ended runs)."""
+    run = get_run(session, actor, run_id, Perm.tracking_write)
+    if status is not None:
+        if status not in STATUSES:
+            raise InvalidInput(f"status must be one of {STATUSES}", {"field": "status"})
+        run.status = status
+        if status in ("FINISHED", "FAILED", "KILLED"):
+            run.end_time = end_time or now_ms()
+    elif end_time is not None:
+        run.end_time = end_time
+    if name:
+        if len(name) > 256:
+            raise InvalidInput("run name longer than 256 characters", {"field": "run_name"})
+        run.name = name
+    audit.record(
+        session,
+        actor,
+        "run.update",
+        f"run:{run.id}",
+        project_id=run.project_id,
+        detail={"status": run.status, "name": run.name},
+    )
+    return run
+
+
+def delete_tag(session: Session, actor: User, run_id: str, key: str) -> None:
+    run = get_run(session, actor, run_id, Perm.tracking_write)
+    tag = session.get(Tag, (run.id, key))
+    if tag is None:
+        raise NotFound(f"run {run_id} has no tag {key!r}")
+    session.delete(tag)
+
+
+def set_run_lifecycle(session: Session, actor: User, run_id: str, stage: str) -> Run:
+    """Soft-delete (`deleted`) or restore (`active`) a run."""
+    run = get_run(session, actor, run_id, Perm.tracking_write)
+    run.lifecycle_stage = stage
+    audit.record(
+        session,
+        actor,
+        f"run.{'delete' if stage == 'deleted' else 'restore'}",
+        f"run:{run.id}",
+        project_id=run.project_id,
+    )
+    return run
+
+
+def log_batch(
+    session: Session,
+    actor: User,
+    run_id: str,
+    *,
+    metrics: list[dict[str, Any]] | None = None,
+    params: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+) -> None:
+    """Params, tags and metrics in one transaction: all stored, or none."""
+    run = get_run(session, actor, run_id, Perm.tracking_write)
+    if params:
+        _log_params(session, run, params)
+    if tags:
+        _set_tags(session, run, tags)
+    if metrics:
+        log_metrics(session, actor, run.id, metrics)
+
+
+def get_experiment(session: Session, actor: User, experiment_id: str) -> Experiment:
+    exp = session.get(Experiment, experiment_id)
+    if exp is None:
+        raise NotFound(f"experiment {experiment_id} not found")
+    require(session, actor, exp.project_id, Perm.tracking_read, what=f"experiment {experiment_id}")
+    return exp
+
+
+def find_experiment(session: Session, actor: User, slug: str, name: str) -> Experiment:
+    project = projects.resolve(session, actor, slug, Perm.tracking_read)
+    exp = session.scalar(
+        select(Experiment).where(Experiment.project_id == project.id, Experiment.name == name)
+    )
+    if exp is None:
+        raise NotFound(f"experiment {name!r} not found in project {slug}")
+    return exp
+
+
+def set_experiment_lifecycle(
+    session: Session, actor: User, experiment_id: str, stage: str
+) -> Experiment:
+    exp = get_experiment(session, actor, experiment_id)
+    require(session, actor, exp.project_id, Perm.tracking_write)
+    exp.lifecycle_stage = stage
+    audit.record(
+        session,
+        actor,
+        f"experiment.{'delete' if stage == 'deleted' else 'restore'}",
+        f"experiment:{exp.name}",
+        project_id=exp.project_id,
+    )
+    return exp
+
+
+def rename_experiment(session: Session, actor: User, experiment_id: str, name: str) -> Experiment:
+    exp = get_experiment(session, actor, experiment_id)
+    require(session, actor, exp.project_id, Perm.tracking_write)
+    if not name or len(name) > 256:
+        raise InvalidInput("experiment name must be 1..256 characters", {"field": "new_name"})
+    taken = session.scalar(
+        select(Experiment.id).where(
+            Experiment.project_id == exp.project_id, Experiment.name == name
+        )
+    )
+    if taken and taken != exp.id:
+        raise Conflict(f"experiment {name!r} already exists", {"field": "new_name"})
+    old, exp.name = exp.name, name
+    audit.record(
+        session,
+        actor,
+        "experiment.rename",
+        f"experiment:{name}",
+        project_id=exp.project_id,
+        detail={"from": old},
+    )
+    return exp
+
+
+def latest_metric_points(session: Session, run: Run) -> list[dict[str, Any]]:
+    """Each metric's latest point (highest step, then timestamp) with its step and time."""
+    best: dict[str, tuple[int, int, float]] = {}
+    for key, value, step, ts in session.execute(
+        select(Metric.key, Metric.value, Metric.step, Metric.timestamp).where(
+            Metric.run_id == run.id
+        )
+    ):
+        if key not in best or (step, ts) >= best[key][:2]:
+            best[key] = (step, ts, value)
+    return [{"key": k, "value": v, "step": s, "timestamp": t} for k, (s, t, v) in best.items()]
