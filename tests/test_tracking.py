@@ -321,6 +321,24 @@ def test_latest_metric_is_highest_step_then_time_then_value(admin: Client, proje
     assert [p["value"] for p in admin.metric_history(run, "b")] == [2.0, 3.0, 7.0]
 
 
+def test_batched_loaders(platform, admin: Client, project: str) -> None:
+    runs = [
+        admin.create_run(project, params={"i": str(i)}, tags={"t": "x"})["id"] for i in range(3)
+    ]
+    for i, run in enumerate(runs):
+        admin.log_metrics(run, [{"key": "m", "value": i, "step": 7, "timestamp": 5}])
+    admin.log_metrics(runs[2], [{"key": "n", "value": math.nan, "step": 1, "timestamp": 2}])
+    with platform.db.session() as s:
+        assert service.params_of(s, runs) == {r: {"i": str(i)} for i, r in enumerate(runs)}
+        assert service.tags_of(s, runs[:2]) == {r: {"t": "x"} for r in runs[:2]}
+        assert service.params_of(s, []) == {} and service.latest_metrics_of(s, ["0" * 32]) == {}
+        points = service.latest_points_of(s, runs)
+        assert points[runs[0]] == [{"key": "m", "value": 0.0, "step": 7, "timestamp": 5}]
+        assert math.isnan(service.latest_metrics_of(s, [runs[2]])[runs[2]]["n"])
+        described = service.describe_many(s, [s.get(Run, r) for r in runs])
+        assert [d["params"]["i"] for d in described] == ["0", "1", "2"]
+
+
 def test_nan_and_infinity_are_stored_on_every_backend(admin: Client, project: str) -> None:
     run = admin.create_run(project)["id"]
     points = [
