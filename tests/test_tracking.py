@@ -335,6 +335,8 @@ def test_batched_loaders(platform, admin: Client, project: str) -> None:
         points = service.latest_points_of(s, runs)
         assert points[runs[0]] == [{"key": "m", "value": 0.0, "step": 7, "timestamp": 5}]
         assert math.isnan(service.latest_metrics_of(s, [runs[2]])[runs[2]]["n"])
+        mlflow_shape = {p["key"]: p for p in service.latest_metric_points(s, s.get(Run, runs[2]))}
+        assert math.isnan(mlflow_shape["n"]["value"]) and mlflow_shape["m"]["value"] == 2.0
         described = service.describe_many(s, [s.get(Run, r) for r in runs])
         assert [d["params"]["i"] for d in described] == ["0", "1", "2"]
 
