@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from mlteam.core import audit
 from mlteam.core.access import Perm, require
 from mlteam.core.artifacts import ArtifactStore, clean_key
-from mlteam.core.db import upsert
+from mlteam.core.db import append_rows, insert_many, upsert
 from mlteam.core.errors import Conflict, InvalidInput, NotFound
 from mlteam.core.models import User
 from mlteam.projects import service as projects
@@ -282,7 +282,7 @@ def _update_latest(session: Session, rows: list[dict[str, Any]]) -> None:
         ):
             best[r["key"]] = r
     table = LatestMetric.__table__
-    stmt = upsert(session, table)
+    stmt, params = insert_many(session, table, [best[k] for k in sorted(best)])
     new = stmt.excluded
     stmt = stmt.on_conflict_do_update(
         index_elements=["run_id", "key"],
@@ -295,7 +295,7 @@ def _update_latest(session: Session, rows: list[dict[str, Any]]) -> None:
         where=tuple_(new.step, new.timestamp, new.value)
         > tuple_(table.c.step, table.c.timestamp, table.c.value),
     )
-    session.execute(stmt, [best[k] for k in sorted(best)])
+    session.execute(stmt, params)
 
 
 def log_metrics(
@@ -309,7 +309,7 @@ def log_metrics(
     run = get_run(session, actor, run_id, Perm.tracking_write)
     rows = _metric_rows(run.id, metrics)
     if rows:
-        session.execute(Metric.__table__.insert(), rows)
+        append_rows(session, Metric.__table__, rows)
         _update_latest(session, rows)
     return len(rows)
 
