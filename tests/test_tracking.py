@@ -231,6 +231,20 @@ def test_search_order(admin: Client, runs: dict, order_by: list, expected: list)
     assert names(runs, admin.search_runs(runs["slug"], order_by=order_by)) == expected
 
 
+def test_text_sorts_by_code_point_on_postgresql_too() -> None:
+    # A database created with an en_US locale would sort 'a,b,B,C' where SQLite says 'B,C,a,b'.
+    from sqlalchemy import select
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from mlteam.tracking.search import _ordered
+
+    orders = parse_order_by(["params.lr", "tags.t DESC", "run_name", "metrics.m", "start_time"])
+    pg = str(_ordered(select(Run.id), orders, "postgresql").compile(dialect=postgresql.dialect()))
+    assert pg.count('COLLATE "C"') == 3 and 'runs.name COLLATE "C" ASC' in pg
+    lite = str(_ordered(select(Run.id), orders, "sqlite").compile(dialect=sqlite.dialect()))
+    assert "COLLATE" not in lite  # SQLite compares text byte by byte already
+
+
 @pytest.mark.parametrize("order_by", [[], ["metrics.acc DESC"], ["params.model"]])
 def test_paging_returns_every_run_once(admin: Client, runs: dict, order_by: list) -> None:
     seen, token, pages = [], None, 0

@@ -105,8 +105,11 @@ def compile_filter(conditions: list[Condition], dialect: str) -> list[ColumnElem
     return out
 
 
-def _ordered(query: Any, orders: list[OrderBy]) -> Any:
-    """The query joined to what it sorts on, sorted MLflow's way (missing values last)."""
+def _ordered(query: Any, orders: list[OrderBy], dialect: str) -> Any:
+    """The query joined to what it sorts on, sorted MLflow's way (missing values last).
+
+    Text sorts by code point on both backends: PostgreSQL would otherwise use the database's
+    locale (en_US puts 'b' before 'C'; SQLite never does)."""
     clauses: list[Any] = []
     for i, order in enumerate(orders):
         if order.kind == "attr":
@@ -126,6 +129,12 @@ def _ordered(query: Any, orders: list[OrderBy]) -> Any:
                 )
             else:
                 clauses.append(case((joined.c.run_id.is_(None), 1), else_=0))
+        if (
+            dialect == "postgresql"
+            and order.kind in ("param", "tag", "attr")
+            and (order.key not in ("start_time", "end_time"))
+        ):
+            column = column.collate("C")
         clauses.append(column.asc() if order.ascending else column.desc())
     if not any(o.kind == "attr" and o.key == "start_time" for o in orders):
         clauses.append(Run.start_time.desc())
@@ -202,7 +211,7 @@ def _search(
     )
     if stage is not None:
         query = query.where(Run.lifecycle_stage == stage)
-    query = _ordered(query, orders).offset(offset).limit(max_results + 1)
+    query = _ordered(query, orders, dialect).offset(offset).limit(max_results + 1)
     runs = list(session.scalars(query))
     if len(runs) > max_results:
         return runs[:max_results], _page_token(offset + max_results)
