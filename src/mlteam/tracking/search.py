@@ -2,7 +2,8 @@
 
 A filter compiles to EXISTS subqueries over `params`, `run_tags` and `latest_metrics`, so
 SQLite and PostgreSQL give the same answer. LIKE is case-sensitive on both (SQLite's own LIKE
-is not, so it becomes GLOB there); `\\` escapes `%` and `_`. A NaN metric matches only `!=`.
+is not, so it becomes GLOB there); `\\` escapes `%` and `_`; ILIKE folds only ASCII case
+on SQLite (its lower()), all of Unicode on PostgreSQL. A NaN metric matches only `!=`.
 Sorting puts missing values last (after NaN for metrics) in both directions, then
 `start_time DESC`, then run id, as MLflow does. Pages are opaque offset tokens.
 """
