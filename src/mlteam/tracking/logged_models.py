@@ -18,7 +18,7 @@ from mlteam.core.access import Perm, require
 from mlteam.core.errors import Conflict, InvalidInput, NotFound
 from mlteam.core.models import User
 from mlteam.tracking import service as tracking
-from mlteam.tracking.models import Experiment, LoggedModel, Run
+from mlteam.tracking.models import Experiment, LoggedModel
 
 STATUSES = ("LOGGED_MODEL_PENDING", "LOGGED_MODEL_READY", "LOGGED_MODEL_UPLOAD_FAILED")
 
@@ -71,7 +71,9 @@ def create(
     return row
 
 
-def get(session: Session, actor: User, model_id: str, perm: Perm = Perm.tracking_read) -> LoggedModel:
+def get(
+    session: Session, actor: User, model_id: str, perm: Perm = Perm.tracking_read
+) -> LoggedModel:
     row = session.get(LoggedModel, model_id)
     if row is None or row.lifecycle_stage == "deleted" and perm != Perm.tracking_read:
         raise NotFound(f"logged model {model_id} not found")
@@ -114,14 +116,18 @@ def log_params(session: Session, actor: User, model_id: str, params: dict[str, s
     row = get(session, actor, model_id, Perm.tracking_write)
     for key, value in params.items():
         if key in row.params and row.params[key] != str(value):
-            raise InvalidInput(f"param {key!r} was already logged with another value", {"field": key})
+            raise InvalidInput(
+                f"param {key!r} was already logged with another value", {"field": key}
+            )
     row.params = {**row.params, **{k: str(v) for k, v in params.items()}}
 
 
 def delete(session: Session, actor: User, model_id: str) -> None:
     row = get(session, actor, model_id, Perm.tracking_write)
     row.lifecycle_stage = "deleted"
-    audit.record(session, actor, "logged_model.delete", f"logged_model:{model_id}", project_id=row.project_id)
+    audit.record(
+        session, actor, "logged_model.delete", f"logged_model:{model_id}", project_id=row.project_id
+    )
 
 
 def search(
@@ -134,15 +140,28 @@ def search(
         require(session, actor, exp.project_id, Perm.tracking_read, what=f"experiment {exp_id}")
     q = (
         select(LoggedModel)
-        .where(LoggedModel.experiment_id.in_(experiment_ids), LoggedModel.lifecycle_stage == "active")
+        .where(
+            LoggedModel.experiment_id.in_(experiment_ids), LoggedModel.lifecycle_stage == "active"
+        )
         .order_by(LoggedModel.created_ms.desc())
         .limit(max(1, min(max_results, 1000)))
     )
     return list(session.scalars(q))
 
 
-def outputs_of(session: Session, run: Run) -> list[LoggedModel]:
-    return list(session.scalars(select(LoggedModel).where(LoggedModel.source_run_id == run.id)))
+def outputs_of_many(session: Session, run_ids: list[str]) -> dict[str, list[str]]:
+    """Logged model ids per source run, for many runs at once."""
+    out: dict[str, list[str]] = {}
+    for start in range(0, len(run_ids), 500):
+        chunk = run_ids[start : start + 500]
+        rows = session.execute(
+            select(LoggedModel.source_run_id, LoggedModel.id).where(
+                LoggedModel.source_run_id.in_(chunk)
+            )
+        )
+        for run_id, model_id in rows:
+            out.setdefault(run_id, []).append(model_id)
+    return out
 
 
 def check_artifact_write(session: Session, actor: User, key: str) -> None:

@@ -63,33 +63,48 @@ def _exp_json(session: Session, exp: Experiment, request: Request) -> dict[str, 
     }
 
 
+def _runs_json(session: Session, runs: list[Run]) -> list[dict[str, Any]]:
+    """Runs in MLflow's shape, loaded in a handful of queries however many there are."""
+    ids = [r.id for r in runs]
+    params, tags, points = (
+        tracking.params_of(session, ids),
+        tracking.tags_of(session, ids),
+        tracking.latest_points_of(session, ids),
+    )
+    outputs = logged_models.outputs_of_many(session, ids)
+    out = []
+    for run in runs:
+        run_tags = {"mlflow.runName": run.name, **tags.get(run.id, {})}
+        out.append(
+            {
+                "info": {
+                    "run_id": run.id,
+                    "run_uuid": run.id,
+                    "run_name": run.name,
+                    "experiment_id": run.experiment_id,
+                    "user_id": run.user_id,
+                    "status": run.status,
+                    "start_time": run.start_time,
+                    "end_time": run.end_time,
+                    "artifact_uri": f"mlflow-artifacts:/runs/{run.id}/artifacts",
+                    "lifecycle_stage": run.lifecycle_stage,
+                },
+                "data": {
+                    "metrics": points.get(run.id, []),
+                    "params": [{"key": k, "value": v} for k, v in params.get(run.id, {}).items()],
+                    "tags": [{"key": k, "value": v} for k, v in run_tags.items()],
+                },
+                "inputs": {"dataset_inputs": [], "model_inputs": []},
+                "outputs": {
+                    "model_outputs": [{"model_id": m, "step": 0} for m in outputs.get(run.id, [])]
+                },
+            }
+        )
+    return out
+
+
 def _run_json(session: Session, run: Run) -> dict[str, Any]:
-    tags = tracking.run_tags(session, run)
-    tags.setdefault("mlflow.runName", run.name)
-    outputs = [{"model_id": m.id, "step": 0} for m in logged_models.outputs_of(session, run)]
-    return {
-        "info": {
-            "run_id": run.id,
-            "run_uuid": run.id,
-            "run_name": run.name,
-            "experiment_id": run.experiment_id,
-            "user_id": run.user_id,
-            "status": run.status,
-            "start_time": run.start_time,
-            "end_time": run.end_time,
-            "artifact_uri": f"mlflow-artifacts:/runs/{run.id}/artifacts",
-            "lifecycle_stage": run.lifecycle_stage,
-        },
-        "data": {
-            "metrics": tracking.latest_metric_points(session, run),
-            "params": [
-                {"key": k, "value": v} for k, v in tracking.run_params(session, run).items()
-            ],
-            "tags": [{"key": k, "value": v} for k, v in tags.items()],
-        },
-        "inputs": {"dataset_inputs": [], "model_inputs": []},
-        "outputs": {"model_outputs": outputs},
-    }
+    return _runs_json(session, [run])[0]
 
 
 def _model_json(row: LoggedModel) -> dict[str, Any]:
@@ -379,7 +394,7 @@ async def search_runs(request: Request, session: SessionDep, user: CurrentUser) 
         data.get("page_token") or None,
         str(data.get("run_view_type") or "ACTIVE_ONLY"),
     )
-    found: dict[str, Any] = {"runs": [_run_json(session, r) for r in runs]}
+    found: dict[str, Any] = {"runs": _runs_json(session, runs)}
     if token:
         found["next_page_token"] = token
     return ok(found)
