@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from mlteam.core import audit
 from mlteam.core.access import Perm
 from mlteam.core.artifacts import ArtifactStore
-from mlteam.core.errors import InvalidInput, NotFound
+from mlteam.core.errors import Conflict, InvalidInput, NotFound
 from mlteam.core.models import User
 from mlteam.data.models import Dataset, DatasetVersion
 from mlteam.projects import service as projects
@@ -121,18 +121,8 @@ def read_parquet(path: str) -> pa.Table:
     return table
 
 
-def schema_of(table: pa.Table) -> list[dict[str, str]]:
-    return [{"name": f.name, "type": str(f.type)} for f in table.schema]
-
-
-def _write_parquet(table: pa.Table, tmpdir: str) -> tuple[str, str, int]:
-    path = os.path.join(tmpdir, "data.parquet")
-    pq.write_table(table, path, compression="zstd")
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return path, digest.hexdigest(), os.path.getsize(path)
+def schema_of(schema: pa.Schema) -> list[dict[str, str]]:
+    return [{"name": f.name, "type": str(f.type)} for f in schema]
 
 
 def _dataset(session: Session, project_id: str, name: str) -> Dataset | None:
@@ -158,25 +148,57 @@ def upload_version(
     fmt = detect_format(filename, fmt)
     table = read_csv(path) if fmt == "csv" else read_parquet(path)
     with tempfile.TemporaryDirectory(prefix="mlteam-upload-") as tmp:
-        pq_path, digest, size = _write_parquet(table, tmp)
-        ds = _dataset(session, project.id, dataset)
-        if ds is None:
-            ds = Dataset(project_id=project.id, name=dataset, created_by=actor.id)
-            session.add(ds)
-            session.flush()
-            audit.record(
-                session, actor, "dataset.create", f"dataset:{dataset}", project_id=project.id
-            )
-        existing = session.scalar(
-            select(DatasetVersion).where(
-                DatasetVersion.dataset_id == ds.id, DatasetVersion.content_hash == digest
-            )
+        pq_path = os.path.join(tmp, "data.parquet")
+        pq.write_table(table, pq_path, compression="zstd")
+        return publish(
+            session,
+            actor,
+            store,
+            project.id,
+            dataset,
+            pq_path,
+            source={"kind": "upload", "filename": filename or "", "format": fmt},
         )
-        if existing is not None:
-            return existing, False
-        key = f"datasets/{project.id}/{digest}.parquet"
-        if not store.exists(key):
-            store.put_file(pq_path, key)
+
+
+def publish(
+    session: Session,
+    actor: User,
+    store: ArtifactStore,
+    project_id: str,
+    dataset: str,
+    parquet_path: str,
+    *,
+    source: dict[str, Any],
+    parents: list[str] | None = None,
+) -> tuple[DatasetVersion, bool]:
+    """Publish a finished, checked Parquet file as the next version of `dataset`.
+
+    The one way a version comes to exist (uploads, pipelines, batch scoring): the file is
+    stored under its SHA-256, renamed into place, and only then is the row added. The same
+    content again returns the existing version with `created=False`. Callers have checked
+    access (data_write on the project).
+    """
+    check_name(dataset, "dataset")
+    meta = pq.read_metadata(parquet_path)
+    schema = schema_of(pq.read_schema(parquet_path))
+    digest, size = _sha256(parquet_path), os.path.getsize(parquet_path)
+    ds = _dataset(session, project_id, dataset)
+    if ds is None:
+        ds = Dataset(project_id=project_id, name=dataset, created_by=actor.id)
+        session.add(ds)
+        session.flush()
+        audit.record(session, actor, "dataset.create", f"dataset:{dataset}", project_id=project_id)
+    existing = session.scalar(
+        select(DatasetVersion).where(
+            DatasetVersion.dataset_id == ds.id, DatasetVersion.content_hash == digest
+        )
+    )
+    if existing is not None:
+        return existing, False
+    key = f"datasets/{project_id}/{digest}.parquet"
+    if not store.exists(key):
+        store.put_file(parquet_path, key)
     n = (
         session.scalar(select(func.max(DatasetVersion.n)).where(DatasetVersion.dataset_id == ds.id))
         or 0
@@ -186,26 +208,35 @@ def upload_version(
         n=n,
         content_hash=digest,
         key=key,
-        schema=schema_of(table),
-        row_count=table.num_rows,
+        schema=schema,
+        row_count=meta.num_rows,
         size_bytes=size,
-        source={"kind": "upload", "filename": filename or "", "format": fmt},
+        source=source,
+        parents=list(parents or []),
         created_by=actor.id,
     )
     session.add(version)
     try:
         session.flush()
-    except IntegrityError as err:  # a concurrent upload of the same dataset won the number
-        raise InvalidInput("a concurrent upload took this version number; retry") from err
+    except IntegrityError as err:  # a concurrent publish of the same dataset won the number
+        raise Conflict("a concurrent upload took this version number; retry") from err
     audit.record(
         session,
         actor,
         "dataset.version.create",
         f"dataset:{dataset}@{n}",
-        project_id=project.id,
-        detail={"rows": table.num_rows, "content_hash": digest},
+        project_id=project_id,
+        detail={"rows": meta.num_rows, "content_hash": digest, "source": source.get("kind")},
     )
     return version, True
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def list_datasets(session: Session, actor: User, slug: str) -> list[tuple[Dataset, int | None]]:
