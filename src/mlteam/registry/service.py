@@ -516,6 +516,12 @@ def version_tags(session: Session, mv: ModelVersion) -> dict[str, str]:
     return {t.key: t.value for t in sorted(rows, key=lambda t: t.key)}
 
 
+def _put_tag(session: Session, tag: ModelTag | ModelVersionTag) -> None:
+    """Insert the tag, or overwrite the value of the one with the same owner and key."""
+    session.merge(tag)
+    session.flush()
+
+
 def set_model_tag(
     session: Session, actor: User, slug: str, name: str, key: str, value: str
 ) -> RegisteredModel:
@@ -523,12 +529,7 @@ def set_model_tag(
     _check_tag(key, value)
     project = projects.resolve(session, actor, slug, Perm.model_write)
     model = get_model(session, actor, slug, name)
-    row = session.get(ModelTag, (model.id, key))
-    if row is None:
-        session.add(ModelTag(model_id=model.id, key=key, value=value))
-    else:
-        row.value = value
-    session.flush()
+    _put_tag(session, ModelTag(model_id=model.id, key=key, value=value))
     audit.record(
         session,
         actor,
@@ -571,12 +572,7 @@ def set_version_tag(
     _check_tag(key, value)
     project = projects.resolve(session, actor, slug, Perm.model_write)
     mv = get_version(session, actor, slug, name, version)
-    row = session.get(ModelVersionTag, (mv.id, key))
-    if row is None:
-        session.add(ModelVersionTag(version_id=mv.id, key=key, value=value))
-    else:
-        row.value = value
-    session.flush()
+    _put_tag(session, ModelVersionTag(version_id=mv.id, key=key, value=value))
     audit.record(
         session,
         actor,
