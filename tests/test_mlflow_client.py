@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +15,9 @@ mlflow = pytest.importorskip("mlflow")
 @pytest.fixture(scope="module")
 def mlflow_project(live_server):
     """A project, and the mlflow client pointed at it with an mlteam token."""
-    token = live_server.cli("users", "create", f"{uid('mlf')}@example.com", "--admin").stdout.split()[-1]
+    token = live_server.cli(
+        "users", "create", f"{uid('mlf')}@example.com", "--admin"
+    ).stdout.split()[-1]
     slug = uid("mlf")
     from mlteam import Client
 
@@ -62,8 +65,8 @@ def test_tracking_with_the_mlflow_client(mlflow_project, tmp_path) -> None:
     assert [m.step for m in history] == [0, 1, 2, 3, 4]
     assert len(MlflowClient().get_metric_history(run.info.run_id, "batch")) == 1000
     out = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=str(tmp_path / "dl"))
-    assert open(os.path.join(out, "notes.txt")).read() == "hello"
-    assert open(os.path.join(out, "more", "b.txt")).read() == "b"
+    assert Path(out, "notes.txt").read_text() == "hello"
+    assert Path(out, "more", "b.txt").read_text() == "b"
     names = {a.path for a in MlflowClient().list_artifacts(run.info.run_id)}
     assert names == {"notes.txt", "more"}
     # the same run, seen through mlteam's own API

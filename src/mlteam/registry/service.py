@@ -203,7 +203,11 @@ def _add_version(
         format=fmt,
         signature=signature,
         metrics=tracking.latest_metrics(session, run) if run is not None else {},
-        lineage={"run_id": run.id if run is not None else None, "dataset_versions": inputs, **lineage},
+        lineage={
+            "run_id": run.id if run is not None else None,
+            "dataset_versions": inputs,
+            **lineage,
+        },
         description=_check_description(description),
         created_by=actor.id,
     )

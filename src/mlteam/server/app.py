@@ -62,7 +62,9 @@ def _is_mlflow(request: Request) -> bool:
     return "/api/2.0/mlflow" in path or "/api/3.0/mlflow" in path
 
 
-def error_response(request: Request, code: str, message: str, details: object = None) -> JSONResponse:
+def error_response(
+    request: Request, code: str, message: str, details: object = None
+) -> JSONResponse:
     """One error, in the shape the caller's protocol expects."""
     if _is_mlflow(request):
         mlflow_code, status = MLFLOW_CODES.get(code, ("INTERNAL_ERROR", 500))
@@ -91,7 +93,10 @@ def install_error_handlers(app: FastAPI) -> None:
             err.status_code, "invalid_input" if err.status_code < 500 else "internal"
         )
         if _is_mlflow(request) and err.status_code == 404:
-            body = {"error_code": "ENDPOINT_NOT_FOUND", "message": f"no endpoint {request.url.path}"}
+            body = {
+                "error_code": "ENDPOINT_NOT_FOUND",
+                "message": f"no endpoint {request.url.path}",
+            }
             return JSONResponse(body, status_code=404)
         body = {"error": {"code": code, "message": str(err.detail), "details": None}}
         return JSONResponse(body, status_code=err.status_code)
