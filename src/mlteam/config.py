@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -53,6 +53,21 @@ class Settings(BaseSettings):
         gt=0,
         description="Longest time a logged prediction waits in memory before it is written.",
     )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key that encrypts source credentials at rest; default: one "
+        "generated once into MLTEAM_HOME/secret.key.",
+    )
+    source_roots: str | None = Field(
+        default=None,
+        description="Local folders a path source may read from, separated by ':'; default "
+        "MLTEAM_HOME/sources.",
+    )
+    scheduler_interval: float = Field(
+        default=15.0,
+        gt=0,
+        description="Seconds between the scheduler's looks for due pipeline runs.",
+    )
 
     @property
     def database_url(self) -> str:
@@ -61,6 +76,12 @@ class Settings(BaseSettings):
     @property
     def artifact_root(self) -> str:
         return self.artifacts or str(self.home / "artifacts")
+
+    @property
+    def source_root_paths(self) -> list[Path]:
+        if self.source_roots:
+            return [Path(p).expanduser() for p in self.source_roots.split(":") if p]
+        return [self.home / "sources"]
 
     def ensure_home(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)

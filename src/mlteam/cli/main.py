@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mlteam.cli import data, demo, models, projects, server, serving, training, users
+from mlteam.cli import data, demo, models, pipelines, projects, server, serving, training, users
 
 app = typer.Typer(
     name="mlteam",
@@ -34,6 +34,7 @@ app.add_typer(users.app, name="users")
 app.add_typer(users.tokens_app, name="tokens")
 app.add_typer(projects.app, name="projects")
 app.add_typer(data.app, name="data")
+pipelines.register(data.app)
 app.add_typer(training.jobs_app, name="jobs")
 app.add_typer(training.runs_app, name="runs")
 app.add_typer(models.app, name="models")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from mlteam.client.core import CoreAPI
 from mlteam.client.data import DataAPI
+from mlteam.client.pipelines import PipelinesAPI
 from mlteam.client.projects import ProjectsAPI
 from mlteam.client.registry import RegistryAPI
 from mlteam.client.serving import ServingAPI
@@ -17,5 +18,7 @@ from mlteam.client.tracking import TrackingAPI
 __all__ = ["Client"]
 
 
-class Client(CoreAPI, ProjectsAPI, DataAPI, TrackingAPI, RegistryAPI, ServingAPI):
+class Client(
+    CoreAPI, ProjectsAPI, DataAPI, PipelinesAPI, TrackingAPI, RegistryAPI, ServingAPI
+):
     """`Client(url, token, transport=None)`: the whole platform from Python."""

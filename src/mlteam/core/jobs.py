@@ -30,6 +30,7 @@ from mlteam.core.models import Job, User
 
 KINDS: dict[str, str] = {
     "training.train": "mlteam.training.service:run_training_job",
+    "data.pipeline": "mlteam.data.pipelines:run_pipeline_job",
 }
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -196,7 +197,9 @@ def run_claimed(settings: Settings, job_id: str) -> None:
         state, error = "succeeded", None
     except MlteamError as err:
         # The caller's data or settings were wrong: say so, without a platform traceback.
-        result, state, error = None, "failed", err.message
+        # Structured details (a data-check report, say) become the failed job's result.
+        details = err.details if isinstance(err.details, dict) else None
+        result, state, error = details, "failed", err.message
         ctx.log(f"failed: {err.message}")
     except Exception as err:
         result, state, error = None, "failed", f"platform error: {type(err).__name__}: {err}"

@@ -15,6 +15,7 @@ from mlteam import __version__
 from mlteam.config import Settings
 from mlteam.core.errors import STATUS, MlteamError
 from mlteam.core.routes import router as core_router
+from mlteam.data.pipeline_routes import router as pipelines_router
 from mlteam.data.routes import router as data_router
 from mlteam.monitoring.routes import router as monitoring_router
 from mlteam.projects.routes import router as projects_router
@@ -130,6 +131,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         core_router,
         projects_router,
         data_router,
+        pipelines_router,
         tracking_router,
         training_router,
         registry_router,

@@ -9,6 +9,7 @@ from mlteam.core.artifacts import ArtifactStore
 from mlteam.core.db import Database
 from mlteam.core.executor import LocalExecutor
 from mlteam.core.migrate import upgrade
+from mlteam.data.scheduler import Scheduler
 from mlteam.serving.predlog import PredictionLog
 from mlteam.serving.runtime import ModelCache
 
@@ -24,6 +25,7 @@ class Platform:
         self.db = Database(settings.database_url)
         self.artifacts = ArtifactStore(settings.artifact_root)
         self.executor = LocalExecutor(settings, self.db)
+        self.scheduler = Scheduler(self.db, settings.scheduler_interval, self.executor.wake)
         self.models = ModelCache(self.artifacts)
         self.predictions = PredictionLog(self.artifacts, settings.prediction_flush_seconds)
         self._started = False
@@ -35,12 +37,14 @@ class Platform:
                 return
             self.executor.start()
             self.predictions.start()
+            self.scheduler.start()
             self._started = True
 
     def stop(self) -> None:
         with self._lock:
             if not self._started:
                 return
+            self.scheduler.stop()
             self.predictions.stop()
             self.executor.stop()
             self._started = False

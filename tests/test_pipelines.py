@@ -1,0 +1,528 @@
+"""Sources, pipelines and data checks, on SQLite and PostgreSQL alike.
+
+Most tests drive the app in-process through the SDK; the CLI and the SIGKILL of a running
+pipeline's worker use a real server process.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
+
+from mlteam import Client
+from mlteam.core.errors import Conflict, Forbidden, InvalidInput, MlteamError, NotFound
+from mlteam.data import scheduler
+from mlteam.data.pipeline_models import Pipeline, Source
+from tests.conftest import PG_URL, uid
+
+PG = PG_URL or "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def _csv(path: Path, text_: str) -> Path:
+    path.write_text(text_)
+    return path
+
+
+@pytest.fixture
+def raw(admin: Client, project: str, tmp_path: Path) -> str:
+    """A dataset `raw` (v1) in the project."""
+    admin.upload(
+        project,
+        "raw",
+        _csv(
+            tmp_path / "raw.csv",
+            "id,amount,cat,email,ts\n"
+            "1,10,a,x@a.com,2026-01-01T00:00:00\n"
+            "2,20,b,y@b.com,2026-01-02T00:00:00\n"
+            "3,-5,c,bad-address,2026-01-03T00:00:00\n",
+        ),
+    )
+    return project
+
+
+def _failed(c: Client, job: dict) -> dict:
+    with pytest.raises(MlteamError, match="failed"):
+        c.wait(job["id"], timeout=60)
+    return c.job(job["id"])
+
+
+def test_pipeline_runs_steps_with_params_and_publishes_with_lineage(admin: Client, raw: str):
+    admin.create_source(raw, "raw-src", "dataset", {"dataset": "raw", "version": "latest"})
+    definition = {
+        "name": "clean",
+        "inputs": {"r": "source:raw-src", "again": "dataset:raw@1"},
+        "steps": [
+            {"name": "positive", "sql": "SELECT * FROM r WHERE amount > $min_amount"},
+            {
+                "name": "joined",
+                "sql": "SELECT p.id, p.amount * $factor AS amount2, a.cat FROM positive p "
+                "JOIN again a USING (id) WHERE a.cat <> $skip ORDER BY p.id",
+            },
+        ],
+        "params": {"min_amount": 0, "factor": 2, "skip": "zzz"},
+        "output": "clean-data",
+        "checks": [{"type": "not_null", "columns": ["id"]}, {"type": "unique", "columns": ["id"]}],
+    }
+    p = admin.create_pipeline(raw, definition)
+    assert p["output"] == "clean-data" and p["inputs"]["r"] == {"kind": "source", "name": "raw-src"}
+    job = admin.wait(admin.run_pipeline(raw, "clean")["id"], timeout=60)
+    report = job["result"]
+    assert report["status"] == "published" and report["rows"] == 2
+    assert all(c["passed"] for c in report["checks"])
+    raw_v1 = admin.dataset_version(raw, "raw", 1)
+    v = admin.dataset_version(raw, "clean-data")
+    assert v["row_count"] == 2 and [c["name"] for c in v["columns"]] == ["id", "amount2", "cat"]
+    assert v["source"] == {
+        "kind": "pipeline",
+        "pipeline": "clean",
+        "run": job["id"],
+        "params": {"min_amount": 0, "factor": 2, "skip": "zzz"},
+    }
+    assert v["parents"] == [raw_v1["id"], raw_v1["id"]]
+    # Run parameters override the defaults, as prepared parameters (a quote is just data).
+    job2 = admin.wait(
+        admin.run_pipeline(raw, "clean", {"min_amount": -100, "skip": "b' OR '1'='1"})["id"]
+    )
+    assert job2["result"]["rows"] == 3 and job2["result"]["version"]["n"] == 2
+    # The same output again is the same version.
+    job3 = admin.wait(admin.run_pipeline(raw, "clean")["id"])
+    assert job3["result"]["version"] == {**job["result"]["version"], "created": False}
+    runs = admin.pipeline_runs(raw, "clean")
+    assert [r["job"]["id"] for r in runs] == [job3["id"], job2["id"], job["id"]]
+    assert "step joined: 2 rows" in admin.job_log(job["id"])
+    with pytest.raises(InvalidInput, match="unknown parameters"):
+        admin.run_pipeline(raw, "clean", {"nope": 1})
+    with pytest.raises(Conflict):
+        admin.create_pipeline(raw, definition)
+    definition["steps"][1]["sql"] = "SELECT id FROM positive"
+    assert admin.create_pipeline(raw, definition, replace=True)["steps"][1]["sql"].endswith(
+        "positive"
+    )
+
+
+def test_checks_report_which_failed_by_how_many_with_examples(admin: Client, raw: str):
+    old = (datetime.now(UTC) - timedelta(days=400)).isoformat()
+    checks = [
+        {"type": "not_null", "columns": ["id", "amount"]},
+        {"type": "unique", "columns": ["cat"]},
+        {"type": "unique", "columns": ["id", "cat"], "name": "id+cat"},
+        {"type": "range", "column": "amount", "min": 0, "max": 100},
+        {"type": "allowed_values", "column": "cat", "values": ["a", "b", "c"]},
+        {"type": "regex", "column": "email", "pattern": r"[^@]+@[^@]+\.[a-z]+"},
+        {"type": "row_count", "min": 1, "max": 10},
+        {"type": "freshness", "column": "ts", "max_age_hours": 24 * 365 * 100},
+        {"type": "sql", "predicate": "length(cat) = 1", "name": "short cat"},
+    ]
+    spec = {
+        "name": "checked",
+        "inputs": {"r": "raw"},
+        "steps": [{"name": "s", "sql": "SELECT * FROM r WHERE amount > $min"}],
+        "params": {"min": 0},
+        "checks": checks,
+    }
+    admin.create_pipeline(raw, spec)
+    ok = admin.wait(admin.run_pipeline(raw, "checked")["id"], timeout=60)["result"]
+    assert ok["status"] == "published" and all(c["passed"] for c in ok["checks"]), ok
+
+    # Let the bad row in and tighten the rest: each check says what failed.
+    checks[1] = {"type": "unique", "columns": ["cat"]}
+    checks[6] = {"type": "row_count", "min": 5}
+    checks[7] = {"type": "freshness", "column": "ts", "max_age_hours": 1}
+    checks[8] = {"type": "sql", "predicate": "cat IN ('a', 'b')", "name": "short cat"}
+    checks.append({"type": "allowed_values", "column": "cat", "values": ["a"], "name": "only a"})
+    admin.create_pipeline(raw, {**spec, "checks": checks}, replace=True)
+    job = _failed(admin, admin.run_pipeline(raw, "checked", {"min": -10}))
+    report = {c["name"]: c for c in job["result"]["checks"]}
+    assert job["result"]["status"] == "checks_failed" and job["result"]["version"] is None
+    assert report["not_null(id,amount)"]["passed"]
+    assert report["range(amount)"]["failing_rows"] == 1
+    assert report["range(amount)"]["examples"][0]["amount"] == -5
+    assert report["regex(email)"]["failing_rows"] == 1
+    assert report["regex(email)"]["examples"][0]["email"] == "bad-address"
+    assert not report["row_count"]["passed"] and "3 rows" in report["row_count"]["message"]
+    assert not report["freshness(ts)"]["passed"]
+    assert report["short cat"]["failing_rows"] == 1
+    assert report["only a"]["failing_rows"] == 2
+    assert report["unique(cat)"]["passed"] and report["id+cat"]["passed"]
+    assert "range(amount)" in job["error"] and "nothing published" in job["error"]
+    assert len(admin.dataset_versions(raw, "checked")) == 1  # the failing run published nothing
+    assert old  # (a fixed old timestamp would fail the same way)
+
+    dup = {
+        "name": "dups",
+        "inputs": {"r": "raw"},
+        "steps": [{"sql": "SELECT 1 AS k, 'x' AS j FROM r UNION ALL SELECT 2, 'y'"}],
+        "checks": [{"type": "unique", "columns": ["k", "j"]}, {"type": "not_null", "column": "k"}],
+    }
+    admin.create_pipeline(raw, dup)
+    job = _failed(admin, admin.run_pipeline(raw, "dups"))
+    unique = job["result"]["checks"][0]
+    assert unique["failing_rows"] == 3 and unique["examples"] == [{"k": 1, "j": "x", "n": 3}]
+    with pytest.raises(NotFound):
+        admin.dataset_version(raw, "dups")
+
+
+def test_user_sql_cannot_reach_files_or_change_settings(admin: Client, raw: str):
+    admin.create_pipeline(
+        raw,
+        {
+            "name": "sneaky",
+            "inputs": {"r": "raw"},
+            "steps": [
+                {"name": "ok", "sql": "SELECT * FROM r"},
+                {"name": "steal", "sql": "SELECT * FROM read_csv('/etc/passwd')"},
+            ],
+        },
+    )
+    job = _failed(admin, admin.run_pipeline(raw, "sneaky"))
+    assert job["error"].startswith("your SQL step steal failed")
+    assert "disabled by configuration" in job["error"]
+    assert "root:" not in admin.job_log(job["id"])
+    with pytest.raises(NotFound):
+        admin.dataset_version(raw, "sneaky")
+    for sql in (
+        "SET enable_external_access=true",
+        "COPY r TO '/tmp/x.csv'",
+        "ATTACH '/tmp/x.db'",
+        "SELECT 1; SELECT 2",
+        "INSTALL httpfs",
+    ):
+        with pytest.raises(InvalidInput, match="steps\\[0\\].sql"):
+            admin.create_pipeline(
+                raw, {"name": "bad", "inputs": {"r": "raw"}, "steps": [{"sql": sql}]}
+            )
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "field"),
+    [
+        ({"inputs": {}}, InvalidInput, "inputs"),
+        ({"inputs": {"bad alias": "raw"}}, InvalidInput, "inputs.bad alias"),
+        ({"inputs": {"r": "source:nope"}}, NotFound, None),
+        ({"inputs": {"r": "dataset:raw@x"}}, InvalidInput, "inputs.r"),
+        ({"steps": []}, InvalidInput, "steps"),
+        ({"steps": [{"sql": "SELECT $undeclared"}]}, InvalidInput, "steps[0].sql"),
+        ({"steps": [{"name": "r", "sql": "SELECT 1"}]}, InvalidInput, "steps[0].name"),
+        ({"schedule": "61 * * * *"}, InvalidInput, "schedule"),
+        ({"params": {"p": [1, 2]}}, InvalidInput, "params.p"),
+        ({"checks": [{"type": "nope"}]}, InvalidInput, "checks[0].type"),
+        ({"checks": [{"type": "range", "column": "a"}]}, InvalidInput, "checks[0].min"),
+        ({"checks": [{"type": "regex", "column": "a", "pattern": "("}]}, InvalidInput, None),
+        ({"checks": [{"type": "sql", "predicate": "1); DROP TABLE x; --"}]}, InvalidInput, None),
+        ({"output": "../etc"}, InvalidInput, "output"),
+        (
+            {"inputs": {"r": "clean"}, "trigger_on_new_version": True, "output": "clean"},
+            InvalidInput,
+            "output",
+        ),
+    ],  # fmt: skip
+)
+def test_definition_faults_are_4xx_naming_the_field(admin, project, change, error, field):
+    spec = {"name": "p", "inputs": {"r": "raw"}, "steps": [{"sql": "SELECT * FROM r"}], **change}
+    with pytest.raises(error) as caught:
+        admin.create_pipeline(project, spec)
+    if field:
+        assert caught.value.details["field"] == field
+
+
+def test_roles_decide_who_may_define_and_run(admin, raw, new_user, client_for):
+    admin.create_pipeline(
+        raw, {"name": "p", "inputs": {"r": "raw"}, "steps": [{"sql": "SELECT * FROM r"}]}
+    )
+    viewer_email, viewer_token = new_user()
+    eng_email, eng_token = new_user()
+    admin.add_member(raw, viewer_email, "viewer")
+    admin.add_member(raw, eng_email, "data_engineer")
+    viewer, eng, stranger = (
+        client_for(viewer_token),
+        client_for(eng_token),
+        client_for(new_user()[1]),
+    )
+    assert viewer.pipeline(raw, "p")["name"] == "p"
+    with pytest.raises(Forbidden):
+        viewer.run_pipeline(raw, "p")
+    with pytest.raises(Forbidden):
+        viewer.create_source(raw, "s", "dataset", {"dataset": "raw"})
+    with pytest.raises(NotFound):
+        stranger.pipelines(raw)
+    job = eng.wait(eng.run_pipeline(raw, "p")["id"], timeout=60)
+    assert job["result"]["status"] == "published"
+
+
+def test_uri_sources_read_files_under_the_source_roots_only(admin, project, settings, tmp_path):
+    root = settings.source_root_paths[0]
+    root.mkdir(parents=True, exist_ok=True)
+    folder = root / uid("f")
+    folder.mkdir()
+    pq.write_table(pa.table({"x": [1, 2, 3]}), folder / "a.parquet")
+    _csv(folder / "b.csv", "x,y\n4,u\n5,v\n")
+    (folder / "c.jsonl").write_text('{"x": 6}\n{"x": 7}\n')
+    admin.create_source(project, "a", "uri", {"uri": str(folder / "a.parquet")})
+    admin.create_source(project, "b", "uri", {"uri": f"file://{folder / 'b.csv'}"})
+    admin.create_source(project, "c", "uri", {"uri": str(folder / "c.jsonl")})
+    admin.create_pipeline(
+        project,
+        {
+            "name": "files",
+            "inputs": {"a": "source:a", "b": "source:b", "c": "source:c"},
+            "steps": [
+                {"sql": "SELECT x FROM a UNION ALL SELECT x FROM b UNION ALL SELECT x FROM c"}
+            ],
+            "checks": [{"type": "row_count", "min": 7, "max": 7}],
+        },
+    )
+    job = admin.wait(admin.run_pipeline(project, "files")["id"], timeout=60)
+    assert job["result"]["rows"] == 7 and job["result"]["parents"] == []
+    outside = tmp_path / "elsewhere.csv"
+    _csv(outside, "x\n1\n")
+    for uri in (str(outside), "/etc/passwd", f"{root}/../../etc/passwd", "http://x/y.csv"):
+        with pytest.raises(InvalidInput) as caught:
+            admin.create_source(project, "out", "uri", {"uri": uri, "format": "csv"})
+        assert caught.value.details["field"] == "config.uri"
+    link = folder / "link.csv"
+    link.symlink_to(outside)
+    with pytest.raises(InvalidInput, match="source roots"):
+        admin.create_source(project, "ln", "uri", {"uri": str(link)})
+    # A file that went away: the run fails naming the source, nothing is published.
+    (folder / "a.parquet").unlink()
+    job = _failed(admin, admin.run_pipeline(project, "files"))
+    assert "source a" in job["error"] or "a.parquet" in job["error"]
+
+
+def _pg_reachable() -> bool:
+    try:
+        engine = create_engine(PG)
+        with engine.connect():
+            pass
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+def test_sql_source_password_never_leaves_the_vault(admin, project, platform, settings):
+    if not _pg_reachable():
+        pytest.skip("no PostgreSQL at 127.0.0.1:5432 to read from")
+    password = f"Pw-{uid('secret')}"
+    schema = f"mlteam_src_{uid('s').replace('-', '_')}"
+    engine = create_engine(PG)
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        conn.execute(text(f'CREATE TABLE "{schema}".orders (id int, amount float, region text)'))
+        conn.execute(
+            text(
+                f"""INSERT INTO "{schema}".orders VALUES (1, 9.5, 'eu'), (2, 3, 'us'), (3, 7, 'eu')"""
+            )
+        )
+    try:
+        url = make_url(PG).set(password=password).render_as_string(hide_password=False)
+        responses = [
+            admin.create_source(
+                project, "orders", "sql", {"url": url, "table": f"{schema}.orders"}
+            ),
+            admin.create_source(
+                project,
+                "eu",
+                "sql",
+                {"url": url, "query": f"SELECT * FROM \"{schema}\".orders WHERE region = 'eu'"},
+            ),
+        ]
+        assert responses[0]["has_credentials"] and password not in responses[0]["config"]["url"]
+        responses += [admin.sources(project), admin.source(project, "orders")]
+        responses.append(
+            admin.create_pipeline(
+                project,
+                {
+                    "name": "orders",
+                    "inputs": {"o": "source:orders", "e": "source:eu"},
+                    "steps": [
+                        {
+                            "sql": "SELECT o.region, sum(o.amount) AS total, count(e.id) AS eu "
+                            "FROM o LEFT JOIN e USING (id) GROUP BY ALL ORDER BY 1"
+                        }
+                    ],  # fmt: skip
+                },
+            )
+        )
+        job = admin.wait(admin.run_pipeline(project, "orders")["id"], timeout=60)
+        responses += [job, admin.job_log(job["id"]), admin.pipeline_runs(project, "orders")]
+        assert job["result"]["rows"] == 2
+        # A failing read says why, without the password (the table is gone).
+        admin.create_source(project, "gone", "sql", {"url": url, "table": f"{schema}.nope"})
+        admin.create_pipeline(
+            project,
+            {"name": "gone", "inputs": {"g": "source:gone"}, "steps": [{"sql": "SELECT * FROM g"}]},
+        )
+        bad = _failed(admin, admin.run_pipeline(project, "gone"))
+        assert "reading source gone failed" in bad["error"]
+        responses += [bad, admin.job_log(bad["id"]), admin.jobs(project)]
+        responses.append(admin.audit(project, limit=1000))
+        # A URL that does not parse is refused without being repeated.
+        with pytest.raises(InvalidInput) as caught:
+            admin.create_source(project, "x", "sql", {"url": f"nonsense://:{password}@@"})
+        responses.append(caught.value.to_dict())
+        dump = json.dumps(responses, default=str)
+        assert password not in dump
+        assert "Pw-" not in dump
+        # At rest: sealed, not plain.
+        with platform.db.session() as s:
+            stored = s.scalars(select(Source).where(Source.name == "orders")).all()
+            assert stored and all(src.secret and password not in src.secret for src in stored)
+            assert all(password not in json.dumps(src.config) for src in stored)
+        server_log = settings.home / "server.log"
+        assert not server_log.exists() or password not in server_log.read_text()
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+def test_scheduler_queues_each_due_run_once(admin, raw, platform):
+    admin.create_pipeline(
+        raw,
+        {
+            "name": "nightly",
+            "inputs": {"r": "raw"},
+            "steps": [{"sql": "SELECT count(*) AS n FROM r"}],
+            "schedule": "0 3 1 1 *",  # once a year: the background scheduler will not fire it
+        },
+    )
+    due = datetime.fromisoformat(admin.pipeline(raw, "nightly")["next_run_at"])
+    assert (due.month, due.day, due.hour) == (1, 1, 3)
+    assert scheduler.tick(platform.db, due - timedelta(seconds=1)) == []
+    # Two servers looking at once: one of them queues the run.
+    results: list[list[str]] = []
+    ticks = [
+        threading.Thread(target=lambda: results.append(scheduler.tick(platform.db, due)))
+        for _ in range(3)
+    ]
+    for t in ticks:
+        t.start()
+    for t in ticks:
+        t.join()
+    runs = admin.pipeline_runs(raw, "nightly")
+    assert len(runs) == 1 and runs[0]["trigger"] == "schedule"
+    assert sorted(len(r) for r in results)[-1] == 1 and sum(len(r) for r in results) == 1
+    assert scheduler.tick(platform.db, due) == []
+    nxt = datetime.fromisoformat(admin.pipeline(raw, "nightly")["next_run_at"])
+    assert nxt.year == due.year + 1
+    job = admin.wait(runs[0]["job"]["id"], timeout=60)
+    assert job["result"]["status"] == "published"
+
+
+def test_new_input_version_triggers_a_run(admin, raw, platform, tmp_path):
+    admin.create_pipeline(
+        raw,
+        {
+            "name": "follow",
+            "inputs": {"r": "raw"},
+            "steps": [{"sql": "SELECT id, amount FROM r"}],
+            "trigger_on_new_version": True,
+        },
+    )
+    scheduler.tick(platform.db)
+    assert admin.pipeline_runs(raw, "follow") == []
+    v2 = admin.upload(raw, "raw", _csv(tmp_path / "raw2.csv", "id,amount\n7,70\n8,80\n"))
+    deadline = time.monotonic() + 30
+    while not (runs := admin.pipeline_runs(raw, "follow")) and time.monotonic() < deadline:
+        scheduler.tick(platform.db)  # the background scheduler may get there first
+    scheduler.tick(platform.db)
+    runs = admin.pipeline_runs(raw, "follow")
+    assert [r["trigger"] for r in runs] == ["new_version"]
+    job = admin.wait(runs[0]["job"]["id"], timeout=60)
+    assert job["result"]["parents"] == [v2["id"]] and job["result"]["rows"] == 2
+    with platform.db.session() as s:
+        assert s.scalar(select(Pipeline.seen_inputs).where(Pipeline.name == "follow"))
+
+
+def test_cli_sources_and_pipelines(live_server, tmp_path):
+    token = live_server.cli("users", "create", f"{uid('pcli')}@example.com", "--admin")
+    token = token.stdout.strip().splitlines()[-1]
+    slug = uid("pcli")
+    cli = live_server.cli
+    cli("projects", "create", slug, token=token)
+    cli(
+        "data",
+        "upload",
+        slug,
+        "raw",
+        str(_csv(tmp_path / "r.csv", "id,v\n1,2\n2,3\n")),
+        token=token,
+    )
+    cli(
+        "data", "sources", "create", slug, "r", "--kind", "dataset", "--dataset", "raw", token=token
+    )
+    listed = json.loads(cli("data", "sources", "list", slug, "--json", token=token).stdout)
+    assert [s["name"] for s in listed] == ["r"]
+    spec = tmp_path / "p.yaml"
+    spec.write_text(
+        "name: doubled\n"
+        "inputs: {r: 'source:r'}\n"
+        "params: {k: 2}\n"
+        "steps:\n  - name: d\n    sql: SELECT id, v * $k AS v FROM r\n"
+        "checks:\n  - {type: range, column: v, min: 0}\n"
+    )
+    cli("data", "pipelines", "create", slug, str(spec), token=token)
+    res = cli("data", "pipelines", "run", slug, "doubled", "-p", "k=3", token=token)
+    assert "doubled v1 published" in res.stdout and "ok   range(v)" in res.stdout
+    res = cli("data", "pipelines", "run", slug, "doubled", "-p", "k=-1", token=token, check=False)
+    assert res.returncode == 1 and "FAIL range(v): 2 rows" in res.stdout
+    runs = json.loads(
+        cli("data", "pipelines", "runs", slug, "doubled", "--json", token=token).stdout
+    )
+    assert [r["state"] for r in runs] == ["failed", "succeeded"]
+    shown = json.loads(cli("data", "pipelines", "show", slug, "doubled", token=token).stdout)
+    assert shown["params"] == {"k": 2}
+    assert "doubled" in cli("data", "pipelines", "list", slug, token=token).stdout
+
+
+@pytest.mark.slow
+def test_pipeline_killed_mid_run_publishes_nothing_and_fails(live_server, tmp_path):
+    token = live_server.cli("users", "create", f"{uid('pkill')}@example.com", "--admin")
+    c = Client(live_server.url, token.stdout.strip().splitlines()[-1], timeout=30)
+    slug = uid("pkill")
+    c.create_project(slug)
+    c.upload(slug, "raw", _csv(tmp_path / "r.csv", "id\n1\n2\n"))
+    c.create_pipeline(
+        slug,
+        {
+            "name": "slow",
+            "inputs": {"r": "raw"},
+            "steps": [
+                {"name": "first", "sql": "SELECT * FROM r"},
+                # Minutes of work: the kill lands while it runs.
+                {
+                    "name": "grind",
+                    "sql": "SELECT sum(a.range * b.range) AS s "
+                    "FROM range(200000000) a, range(100000) b",
+                },
+            ],  # fmt: skip
+            "output": "slow-out",
+        },
+    )
+    job = c.run_pipeline(slug, "slow")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        state = c.job(job["id"])
+        if state["message"] == "running step grind":
+            break
+        time.sleep(0.1)
+    assert state["message"] == "running step grind", state
+    subprocess.run(["pkill", "-9", "-f", f"mlteam.core.worker {job['id']}"], check=True)
+    with pytest.raises(MlteamError, match="failed"):
+        c.wait(job["id"], timeout=60)
+    after = c.job(job["id"])
+    assert after["state"] == "failed" and "exited" in after["error"]
+    with pytest.raises(NotFound):
+        c.dataset_versions(slug, "slow-out")
+    assert c.pipeline_runs(slug, "slow")[0]["job"]["state"] == "failed"
