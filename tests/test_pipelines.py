@@ -10,7 +10,7 @@ import json
 import subprocess
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -90,12 +90,10 @@ def test_pipeline_runs_steps_with_params_and_publishes_with_lineage(admin: Clien
     }
     assert v["parents"] == [raw_v1["id"], raw_v1["id"]]
     # Run parameters override the defaults, as prepared parameters (a quote is just data).
-    job2 = admin.wait(
-        admin.run_pipeline(raw, "clean", {"min_amount": -100, "skip": "b' OR '1'='1"})["id"]
-    )
+    queued2 = admin.run_pipeline(raw, "clean", {"min_amount": -100, "skip": "b' OR '1'='1"})
+    queued3 = admin.run_pipeline(raw, "clean")  # the same output again: the same version
+    job2, job3 = admin.wait(queued2["id"], timeout=60), admin.wait(queued3["id"], timeout=60)
     assert job2["result"]["rows"] == 3 and job2["result"]["version"]["n"] == 2
-    # The same output again is the same version.
-    job3 = admin.wait(admin.run_pipeline(raw, "clean")["id"])
     assert job3["result"]["version"] == {**job["result"]["version"], "created": False}
     runs = admin.pipeline_runs(raw, "clean")
     assert [r["job"]["id"] for r in runs] == [job3["id"], job2["id"], job["id"]]
@@ -111,7 +109,6 @@ def test_pipeline_runs_steps_with_params_and_publishes_with_lineage(admin: Clien
 
 
 def test_checks_report_which_failed_by_how_many_with_examples(admin: Client, raw: str):
-    old = (datetime.now(UTC) - timedelta(days=400)).isoformat()
     checks = [
         {"type": "not_null", "columns": ["id", "amount"]},
         {"type": "unique", "columns": ["cat"]},
@@ -141,7 +138,15 @@ def test_checks_report_which_failed_by_how_many_with_examples(admin: Client, raw
     checks[8] = {"type": "sql", "predicate": "cat IN ('a', 'b')", "name": "short cat"}
     checks.append({"type": "allowed_values", "column": "cat", "values": ["a"], "name": "only a"})
     admin.create_pipeline(raw, {**spec, "checks": checks}, replace=True)
-    job = _failed(admin, admin.run_pipeline(raw, "checked", {"min": -10}))
+    dup = {
+        "name": "dups",
+        "inputs": {"r": "raw"},
+        "steps": [{"sql": "SELECT 1 AS k, 'x' AS j FROM r UNION ALL SELECT 2, 'y'"}],
+        "checks": [{"type": "unique", "columns": ["k", "j"]}, {"type": "not_null", "column": "k"}],
+    }
+    admin.create_pipeline(raw, dup)
+    queued = admin.run_pipeline(raw, "checked", {"min": -10}), admin.run_pipeline(raw, "dups")
+    job = _failed(admin, queued[0])
     report = {c["name"]: c for c in job["result"]["checks"]}
     assert job["result"]["status"] == "checks_failed" and job["result"]["version"] is None
     assert report["not_null(id,amount)"]["passed"]
@@ -156,16 +161,8 @@ def test_checks_report_which_failed_by_how_many_with_examples(admin: Client, raw
     assert report["unique(cat)"]["passed"] and report["id+cat"]["passed"]
     assert "range(amount)" in job["error"] and "nothing published" in job["error"]
     assert len(admin.dataset_versions(raw, "checked")) == 1  # the failing run published nothing
-    assert old  # (a fixed old timestamp would fail the same way)
 
-    dup = {
-        "name": "dups",
-        "inputs": {"r": "raw"},
-        "steps": [{"sql": "SELECT 1 AS k, 'x' AS j FROM r UNION ALL SELECT 2, 'y'"}],
-        "checks": [{"type": "unique", "columns": ["k", "j"]}, {"type": "not_null", "column": "k"}],
-    }
-    admin.create_pipeline(raw, dup)
-    job = _failed(admin, admin.run_pipeline(raw, "dups"))
+    job = _failed(admin, queued[1])
     unique = job["result"]["checks"][0]
     assert unique["failing_rows"] == 3 and unique["examples"] == [{"k": 1, "j": "x", "n": 3}]
     with pytest.raises(NotFound):
@@ -354,16 +351,17 @@ def test_sql_source_password_never_leaves_the_vault(admin, project, platform, se
                 },
             )
         )
-        job = admin.wait(admin.run_pipeline(project, "orders")["id"], timeout=60)
-        responses += [job, admin.job_log(job["id"]), admin.pipeline_runs(project, "orders")]
-        assert job["result"]["rows"] == 2
         # A failing read says why, without the password (the table is gone).
         admin.create_source(project, "gone", "sql", {"url": url, "table": f"{schema}.nope"})
         admin.create_pipeline(
             project,
             {"name": "gone", "inputs": {"g": "source:gone"}, "steps": [{"sql": "SELECT * FROM g"}]},
         )
-        bad = _failed(admin, admin.run_pipeline(project, "gone"))
+        queued = admin.run_pipeline(project, "orders"), admin.run_pipeline(project, "gone")
+        job = admin.wait(queued[0]["id"], timeout=60)
+        responses += [job, admin.job_log(job["id"]), admin.pipeline_runs(project, "orders")]
+        assert job["result"]["rows"] == 2
+        bad = _failed(admin, queued[1])
         assert "reading source gone failed" in bad["error"]
         responses += [bad, admin.job_log(bad["id"]), admin.jobs(project)]
         responses.append(admin.audit(project, limit=1000))
@@ -446,24 +444,34 @@ def test_new_input_version_triggers_a_run(admin, raw, platform, tmp_path):
 
 
 def test_cli_sources_and_pipelines(live_server, tmp_path):
+    from typer.testing import CliRunner
+
+    from mlteam.cli.main import app
+
     token = live_server.cli("users", "create", f"{uid('pcli')}@example.com", "--admin")
-    token = token.stdout.strip().splitlines()[-1]
+    env = {"MLTEAM_URL": live_server.url, "MLTEAM_TOKEN": token.stdout.strip().splitlines()[-1]}
+    runner = CliRunner()
+
+    def cli(*args: str, code: int = 0, **extra: str):
+        res = runner.invoke(app, list(args), env={**env, **extra})
+        assert res.exit_code == code, (args, res.output)
+        return res
+
     slug = uid("pcli")
-    cli = live_server.cli
-    cli("projects", "create", slug, token=token)
-    cli(
-        "data",
-        "upload",
-        slug,
-        "raw",
-        str(_csv(tmp_path / "r.csv", "id,v\n1,2\n2,3\n")),
-        token=token,
-    )
-    cli(
-        "data", "sources", "create", slug, "r", "--kind", "dataset", "--dataset", "raw", token=token
-    )
-    listed = json.loads(cli("data", "sources", "list", slug, "--json", token=token).stdout)
-    assert [s["name"] for s in listed] == ["r"]
+    cli("projects", "create", slug)
+    cli("data", "upload", slug, "raw", str(_csv(tmp_path / "r.csv", "id,v\n1,2\n2,3\n")))
+    cli("data", "sources", "create", slug, "r", "--kind", "dataset", "--dataset", "raw")
+    password = f"Pw-{uid('cli')}"
+    if _pg_reachable():  # a password given through the environment, never echoed
+        url = make_url(PG).set(password=password).render_as_string(hide_password=False)
+        out = cli(
+            "data", "sources", "create", slug, "db", "--kind", "sql", "--table", "pg_class",
+            MLTEAM_SOURCE_URL=url,
+        ).output  # fmt: skip
+        out += cli("data", "sources", "show", slug, "db").output
+        assert password not in out and '"has_credentials": true' in out
+    listed = json.loads(cli("data", "sources", "list", slug, "--json").output)
+    assert "r" in [s["name"] for s in listed]
     spec = tmp_path / "p.yaml"
     spec.write_text(
         "name: doubled\n"
@@ -472,18 +480,22 @@ def test_cli_sources_and_pipelines(live_server, tmp_path):
         "steps:\n  - name: d\n    sql: SELECT id, v * $k AS v FROM r\n"
         "checks:\n  - {type: range, column: v, min: 0}\n"
     )
-    cli("data", "pipelines", "create", slug, str(spec), token=token)
-    res = cli("data", "pipelines", "run", slug, "doubled", "-p", "k=3", token=token)
-    assert "doubled v1 published" in res.stdout and "ok   range(v)" in res.stdout
-    res = cli("data", "pipelines", "run", slug, "doubled", "-p", "k=-1", token=token, check=False)
-    assert res.returncode == 1 and "FAIL range(v): 2 rows" in res.stdout
-    runs = json.loads(
-        cli("data", "pipelines", "runs", slug, "doubled", "--json", token=token).stdout
-    )
+    cli("data", "pipelines", "create", slug, str(spec))
+    res = cli("data", "pipelines", "run", slug, "doubled", "-p", "k=3")
+    assert "doubled v1 published" in res.output and "ok   range(v)" in res.output
+    res = cli("data", "pipelines", "run", slug, "doubled", "-p", "k=-1", code=1)
+    assert "FAIL range(v): 2 rows" in res.output
+    runs = json.loads(cli("data", "pipelines", "runs", slug, "doubled", "--json").output)
     assert [r["state"] for r in runs] == ["failed", "succeeded"]
-    shown = json.loads(cli("data", "pipelines", "show", slug, "doubled", token=token).stdout)
+    shown = json.loads(cli("data", "pipelines", "show", slug, "doubled").output)
     assert shown["params"] == {"k": 2}
-    assert "doubled" in cli("data", "pipelines", "list", slug, token=token).stdout
+    assert "doubled" in cli("data", "pipelines", "list", slug).output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    assert (
+        "not valid JSON/YAML" in cli("data", "pipelines", "create", slug, str(bad), code=1).output
+    )
+    assert password not in (live_server.home / "server.log").read_text()
 
 
 @pytest.mark.slow

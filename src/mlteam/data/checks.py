@@ -128,6 +128,13 @@ def _default_name(check: dict[str, Any]) -> str:
     return kind
 
 
+def _bounds(check: dict[str, Any]) -> str:
+    low, high = check.get("min"), check.get("max")
+    if low is not None and high is not None:
+        return f"between {low} and {high}"
+    return f">= {low}" if low is not None else f"<= {high}"
+
+
 def _jsonable(v: Any) -> Any:
     if v is None or isinstance(v, bool | int | str):
         return v
@@ -179,7 +186,7 @@ def _one(box: Sandbox, check: dict[str, Any], columns: set[str]) -> dict[str, An
             parts.append(f"{col} > ?")
             params.append(check["max"])
         n, ex = _failing_rows(box, " OR ".join(parts), params)
-        msg = f"{n} rows have {check['column']} outside [{check.get('min')}, {check.get('max')}]"
+        msg = f"{n} rows have {check['column']} not {_bounds(check)}"
     elif kind == "allowed_values":
         n, ex = _failing_rows(
             box, f"{col} IS NOT NULL AND NOT list_contains(?, {col})", [check["values"]]
@@ -194,7 +201,7 @@ def _one(box: Sandbox, check: dict[str, Any], columns: set[str]) -> dict[str, An
         low, high = check.get("min"), check.get("max")
         bad = (low is not None and rows < low) or (high is not None and rows > high)
         n, ex = (rows if bad else 0), []
-        msg = f"the output has {rows} rows, outside [{low}, {high}]"
+        msg = f"the output has {rows} rows, not {_bounds(check)}"
     elif kind == "freshness":
         limit = datetime.now(UTC) - timedelta(hours=float(check["max_age_hours"]))
         newest, stale = box.rows(
