@@ -44,5 +44,10 @@ class DatasetVersion(IdMixin, Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     source: Mapped[dict[str, Any]] = mapped_column(default=dict)
     parents: Mapped[list[Any]] = mapped_column(default=list)
+    # Per-column statistics computed at publish (data/profile.py); None for versions older
+    # than migration 0005, whose profile is computed when asked for.
+    profile: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+    # The train/validation/test split fixed on this version (data/splits.py), if any.
+    split: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
     created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

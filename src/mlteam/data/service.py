@@ -7,7 +7,6 @@ content uploaded twice is one version.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 import re
@@ -27,6 +26,7 @@ from mlteam.core.access import Perm
 from mlteam.core.artifacts import ArtifactStore
 from mlteam.core.errors import Conflict, InvalidInput, NotFound
 from mlteam.core.models import User
+from mlteam.data import ingest, profile
 from mlteam.data.models import Dataset, DatasetVersion
 from mlteam.projects import service as projects
 
@@ -58,57 +58,12 @@ def detect_format(filename: str | None, fmt: str | None) -> str:
     return fmt
 
 
-def _ragged_row(path: str) -> tuple[int, int, int] | None:
-    """(line number, expected, got) of the first row whose field count is off."""
-    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None:
-            return None
-        for row in reader:
-            if row and len(row) != len(header):
-                return reader.line_num, len(header), len(row)
-    return None
-
-
-def _bad_utf8(path: str, column: str) -> int | None:
-    with open(path, "rb") as fh:
-        for i, line in enumerate(fh, start=1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError:
-                return i
-    return None
-
-
-def read_csv(path: str) -> pa.Table:
-    """Parse a CSV fully, naming the line and column of the first fault."""
-    if os.path.getsize(path) == 0:
-        raise InvalidInput("the file is empty", {"field": "file"})
-    try:
-        table = pacsv.read_csv(path)
-    except pa.ArrowInvalid as err:
-        msg = str(err)
-        ragged = _ragged_row(path)
-        if ragged and "columns" in msg:
-            line, want, got = ragged
-            raise InvalidInput(
-                f"malformed CSV at line {line}: expected {want} fields, got {got}",
-                {"field": "file", "line": line, "expected": want, "got": got},
-            ) from err
-        if "Empty CSV" in msg:
-            raise InvalidInput("the file is empty", {"field": "file"}) from err
-        raise InvalidInput(f"malformed CSV: {msg}", {"field": "file"}) from err
-    for name, typ in zip(table.column_names, table.schema.types, strict=True):
-        if pa.types.is_binary(typ):
-            line = _bad_utf8(path, name)
-            raise InvalidInput(
-                f"column {name!r} is not valid UTF-8 text (line {line}); save the file as UTF-8",
-                {"field": "file", "column": name, "line": line},
-            )
-    if table.num_rows == 0:
-        raise InvalidInput("the file has a header but no rows", {"field": "file"})
-    return table
+def read_csv(path: str, types: dict[str, str] | None = None) -> pa.Table:
+    """Parse a CSV fully (through `ingest`), naming the line and column of the first fault."""
+    with tempfile.TemporaryDirectory(prefix="mlteam-csv-") as tmp:
+        out = os.path.join(tmp, "data.parquet")
+        ingest.csv_to_parquet(path, out, types)
+        return pq.read_table(out)
 
 
 def read_parquet(path: str) -> pa.Table:
@@ -119,6 +74,20 @@ def read_parquet(path: str) -> pa.Table:
     if table.num_rows == 0:
         raise InvalidInput("the file has no rows", {"field": "file"})
     return table
+
+
+def rewrite_parquet(path: str, out: str) -> int:
+    """Check an uploaded Parquet file and rewrite it (zstd), one row group at a time."""
+    try:
+        src = pq.ParquetFile(path)
+        if src.metadata.num_rows == 0:
+            raise InvalidInput("the file has no rows", {"field": "file"})
+        with pq.ParquetWriter(out, src.schema_arrow, compression="zstd") as writer:
+            for i in range(src.num_row_groups):
+                writer.write_table(src.read_row_group(i))
+    except (pa.ArrowInvalid, OSError) as err:
+        raise InvalidInput(f"not a readable Parquet file: {err}", {"field": "file"}) from err
+    return src.metadata.num_rows
 
 
 def schema_of(schema: pa.Schema) -> list[dict[str, str]]:
@@ -141,15 +110,24 @@ def upload_version(
     *,
     filename: str | None = None,
     fmt: str | None = None,
+    types: dict[str, str] | None = None,
 ) -> tuple[DatasetVersion, bool]:
-    """Turn an uploaded file into a dataset version; returns (version, created)."""
+    """Turn an uploaded file into a dataset version; returns (version, created).
+
+    CSV is parsed by DuckDB, streaming and in bounded memory; `types` pins column types
+    (`{"col": "INTEGER"}`), else they are sniffed.
+    """
     project = projects.resolve(session, actor, slug, Perm.data_write)
     check_name(dataset, "dataset")
     fmt = detect_format(filename, fmt)
-    table = read_csv(path) if fmt == "csv" else read_parquet(path)
+    if types and fmt != "csv":
+        raise InvalidInput("types applies to CSV uploads only", {"field": "types"})
     with tempfile.TemporaryDirectory(prefix="mlteam-upload-") as tmp:
         pq_path = os.path.join(tmp, "data.parquet")
-        pq.write_table(table, pq_path, compression="zstd")
+        if fmt == "csv":
+            ingest.csv_to_parquet(path, pq_path, types)
+        else:
+            rewrite_parquet(path, pq_path)
         return publish(
             session,
             actor,
@@ -196,6 +174,7 @@ def publish(
     )
     if existing is not None:
         return existing, False
+    column_profile = profile.profile_parquet(parquet_path)
     key = f"datasets/{project_id}/{digest}.parquet"
     if not store.exists(key):
         store.put_file(parquet_path, key)
@@ -213,6 +192,7 @@ def publish(
         size_bytes=size,
         source=source,
         parents=list(parents or []),
+        profile=column_profile,
         created_by=actor.id,
     )
     session.add(version)
@@ -312,6 +292,7 @@ def describe(session: Session, version: DatasetVersion, created: bool = False) -
         "size_bytes": version.size_bytes,
         "source": version.source,
         "parents": version.parents,
+        "split": version.split,
         "created_at": version.created_at,
         "created": created,
     }

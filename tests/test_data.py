@@ -1,0 +1,316 @@
+"""Data: DuckDB ingest and its faults, profiles, diffs, splits, streamed reads, read-only SQL."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from mlteam import Client
+from mlteam.core.errors import Conflict, InvalidInput, MlteamError, UserCodeError
+from tests.conftest import uid
+
+
+def _csv(rows: int = 200, seed: int = 0, shift: float = 0.0) -> bytes:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "id": np.arange(rows),
+            "x": np.round(rng.normal(shift, 1, rows), 4),
+            "color": rng.choice(["red", "green", "blue"], rows),
+            "day": pd.date_range("2024-01-01", periods=rows, freq="D").strftime("%Y-%m-%d"),
+        }
+    )
+    frame.loc[::10, "x"] = np.nan
+    return frame.to_csv(index=False).encode()
+
+
+@pytest.fixture
+def ds(admin: Client, project: str) -> tuple[Client, str]:
+    admin.upload(project, "d", io.BytesIO(_csv()), format="csv")
+    return admin, project
+
+
+# -- ingest and its faults ------------------------------------------------------------------
+
+
+def test_csv_ingest_sniffs_types_and_pins_them(admin: Client, project: str) -> None:
+    v = admin.upload(project, "d", io.BytesIO(_csv()), format="csv")
+    types = {c["name"]: c["type"] for c in v["columns"]}
+    assert types == {"id": "int64", "x": "double", "color": "string", "day": "date32[day]"}
+    v2 = admin.upload(
+        project, "d", io.BytesIO(_csv()), format="csv", types={"id": "VARCHAR", "day": "varchar"}
+    )
+    assert v2["n"] == 2 and {c["name"]: c["type"] for c in v2["columns"]}["day"] == "string"
+    # the same file again is the same version (the Parquet DuckDB writes is deterministic)
+    assert admin.upload(project, "d", io.BytesIO(_csv()), format="csv")["n"] == 1
+
+
+def test_text_after_the_sniffed_rows_is_read_as_text(admin: Client, project: str) -> None:
+    body = b"a,b\n" + b"".join(b"%d,%d\n" % (i, i) for i in range(30_000)) + b"n/a,1\n"
+    v = admin.upload(project, "late", io.BytesIO(body), format="csv")
+    assert v["row_count"] == 30_001
+    assert {c["name"]: c["type"] for c in v["columns"]}["a"] == "string"
+
+
+@pytest.mark.parametrize(
+    ("body", "types", "says", "details"),
+    [
+        pytest.param(
+            b"a,b\n1,x\n2,y\nz,w\n",
+            {"a": "INTEGER"},
+            ("line 4", "'a'", "'z'", "INTEGER"),
+            {"line": 4, "column": "a"},
+            id="against-pinned-type",
+        ),
+        pytest.param(
+            b"a,b,c\n" + b"1,2,3\n" * 50_000 + b"1,2\n",
+            None,
+            ("line 50002", "expected 3 fields, got 2"),
+            {"line": 50002},
+            id="ragged-late",
+        ),
+        pytest.param(
+            b"a,b\n1,x\n", {"nope": "INTEGER"}, ("nope",), {"field": "types"}, id="unknown-column"
+        ),
+        pytest.param(
+            b"a,b\n1,x\n", {"a": "INT; DROP"}, ("unknown type",), {"field": "types"}, id="bad-type"
+        ),
+        pytest.param(
+            b"a,b\n1,ok\n2,caf\xe9\n", None, ("UTF-8", "'b'", "line 3"), {"line": 3}, id="latin1"
+        ),
+    ],
+)
+def test_malformed_csv_names_line_and_column_and_publishes_nothing(
+    admin: Client, project: str, body, types, says, details
+) -> None:
+    with pytest.raises(InvalidInput) as exc:
+        admin.upload(project, "bad", io.BytesIO(body), format="csv", types=types)
+    for text in says:
+        assert text in exc.value.message, (text, exc.value.message)
+    assert details.items() <= exc.value.details.items()
+    assert all(d["name"] != "bad" for d in admin.datasets(project))
+
+
+# -- profile, diff ----------------------------------------------------------------------------
+
+
+def test_profile_per_column(ds) -> None:
+    c, slug = ds
+    prof = c.profile(slug, "d", 1)
+    assert prof["row_count"] == 200
+    cols = {col["name"]: col for col in prof["columns"]}
+    x = cols["x"]
+    assert x["nulls"] == 20 and x["type"] == "DOUBLE"
+    for key in ("min", "max", "mean", "std"):
+        assert isinstance(x[key], float)
+    assert set(x["quantiles"]) == {"q25", "q50", "q75"}
+    assert sum(x["histogram"]["counts"]) == 180
+    assert len(x["histogram"]["edges"]) == len(x["histogram"]["counts"]) + 1
+    color = cols["color"]
+    assert color["distinct"] == 3 and not color["distinct_approx"]
+    assert sum(t["count"] for t in color["top_values"]) == 200
+    assert cols["day"]["min"] == "2024-01-01"
+
+
+def test_diff_schema_rows_and_shift(ds) -> None:
+    c, slug = ds
+    frame = pd.read_csv(io.BytesIO(_csv(300, seed=1, shift=3.0))).drop(columns=["color"])
+    frame["extra"] = 1
+    c.upload(slug, "d", io.BytesIO(frame.to_csv(index=False).encode()), format="csv")
+    d = c.diff(slug, "d", 1, 2)
+    assert d["rows"] == {"from": 200, "to": 300, "change": 100}
+    assert [x["name"] for x in d["schema"]["added"]] == ["extra"]
+    assert [x["name"] for x in d["schema"]["removed"]] == ["color"]
+    cols = {x["name"]: x for x in d["columns"]}
+    assert cols["x"]["drifted"] and cols["x"]["psi"] > 1
+    assert not cols["id"].get("drifted") or cols["id"]["type"]
+    assert c.diff(slug, "d", 1, 1)["identical"]
+    with pytest.raises(MlteamError):
+        c.diff(slug, "d", 1, 9)
+
+
+# -- splits -----------------------------------------------------------------------------------
+
+
+def _bucket(key: object) -> int:
+    return int(hashlib.md5(str(key).encode()).hexdigest()[:8], 16) % 10_000
+
+
+def test_hash_split_is_stable_recorded_and_readable(ds) -> None:
+    c, slug = ds
+    v = c.split(slug, "d", 1, "id", fractions={"train": 0.6, "validation": 0.2, "test": 0.2})
+    counts = v["split"]["counts"]
+    assert sum(counts.values()) == 200 and counts["train"] > 80
+    parts = {p: c.read_pandas(slug, "d", 1, split=p) for p in ("train", "validation", "test")}
+    assert {p: len(f) for p, f in parts.items()} == counts
+    # the same rule on any machine: md5 of the key's text, first 8 hex digits, mod 10,000
+    assert all(_bucket(i) < 6000 for i in parts["train"]["id"])
+    assert all(6000 <= _bucket(i) < 8000 for i in parts["validation"]["id"])
+    # the same key lands in the same part in a later version
+    c.upload(slug, "d", io.BytesIO(_csv(400, seed=5)), format="csv")
+    c.split(slug, "d", 2, "id", fractions={"train": 0.6, "validation": 0.2, "test": 0.2})
+    later = c.read_pandas(slug, "d", 2, split="test")
+    assert set(parts["test"]["id"]) <= set(later["id"])
+    # fixed once set: the same again is fine, another is a conflict
+    c.split(slug, "d", 1, "id", fractions={"train": 0.6, "validation": 0.2, "test": 0.2})
+    with pytest.raises(Conflict):
+        c.split(slug, "d", 1, "id")
+    assert c.dataset_version(slug, "d", 1)["split"]["method"] == "hash"
+
+
+def test_time_split_and_bad_split_requests(ds) -> None:
+    c, slug = ds
+    v = c.split(
+        slug,
+        "d",
+        1,
+        "day",
+        method="time",
+        cutoffs={"validation": "2024-05-01", "test": "2024-06-01"},
+    )
+    assert v["split"]["counts"] == {"train": 121, "validation": 31, "test": 48}
+    test = c.read_arrow(slug, "d", 1, split="test", columns=["day"])
+    assert test.column_names == ["day"] and test.num_rows == 48
+    for kwargs, field in [
+        ({"column": "nope"}, "column"),
+        ({"column": "x"}, "column"),  # has empty values
+        ({"column": "id", "fractions": {"train": 0.5}}, "fractions"),
+        ({"column": "id", "fractions": {"dev": 1.0}}, "fractions"),
+        ({"column": "day", "method": "time", "cutoffs": {"test": "soon"}}, "cutoffs.test"),
+    ]:
+        with pytest.raises(InvalidInput) as exc:
+            c.split(slug, "d", 1, **kwargs)
+        assert exc.value.details["field"] == field, exc.value
+    with pytest.raises(InvalidInput):
+        c.read_arrow(slug, "d", 1, columns=["nope"])
+
+
+# -- access -----------------------------------------------------------------------------------
+
+
+def test_read_arrow_pandas_and_downloads(ds, tmp_path: Path) -> None:
+    c, slug = ds
+    table = c.read_arrow(slug, "d", 1)
+    assert table.num_rows == 200 and table.column_names == ["id", "x", "color", "day"]
+    frame = c.read_pandas(slug, "d", "latest", columns=["id", "color"])
+    assert list(frame.columns) == ["id", "color"] and len(frame) == 200
+    try:
+        import polars  # noqa: F401
+
+        assert c.read_polars(slug, "d", 1).height == 200
+    except ImportError:
+        with pytest.raises(MlteamError, match="pip install polars"):
+            c.read_polars(slug, "d", 1)
+    out = c.download(slug, "d", 1, tmp_path / "d.csv", format="csv")
+    back = pd.read_csv(out)
+    assert len(back) == 200 and list(back.columns) == ["id", "x", "color", "day"]
+    part = c.download(slug, "d", 1, tmp_path / "p.parquet", columns=["x"])
+    assert pq.read_table(part).column_names == ["x"]
+
+
+def test_sql_over_versions_read_only_limited(ds) -> None:
+    c, slug = ds
+    c.upload(slug, "d", io.BytesIO(_csv(50, seed=3)), format="csv")
+    r = c.query(slug, 'SELECT count(*) AS n FROM d UNION ALL SELECT count(*) FROM "d_v1"')
+    assert [row[0] for row in r["rows"]] == [50, 200]
+    r = c.query(slug, "SELECT id, x FROM d_v1 ORDER BY id", limit=7)
+    assert r["row_count"] == 7 and r["truncated"] and r["rows"][0][0] == 0
+    assert r["rows"][0][1] is None  # NaN-free JSON: the null x of row 0
+    for sql in (
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "COPY d TO '/tmp/leak.csv'",
+        "SET enable_external_access=true",
+        "INSTALL httpfs",
+    ):
+        with pytest.raises(UserCodeError) as exc:
+            c.query(slug, sql)
+        assert exc.value.details["field"] == "sql"
+    with pytest.raises(UserCodeError, match="time limit"):
+        c.query(slug, "SELECT count(*) FROM range(1000000000000) a", timeout_s=0.5)
+    with pytest.raises(UserCodeError, match="your SQL failed"):
+        c.query(slug, "SELECT nope FROM d")
+    with pytest.raises(InvalidInput):
+        c.query(slug, "SELECT 1", limit=0)
+
+
+def test_data_calls_check_roles(ds, new_user, client_for) -> None:
+    c, slug = ds
+    email, token = new_user()
+    c.add_member(slug, email, "viewer")
+    viewer = client_for(token)
+    assert viewer.query(slug, "SELECT count(*) FROM d")["rows"] == [[200]]
+    assert viewer.profile(slug, "d", 1)["row_count"] == 200
+    with pytest.raises(MlteamError) as exc:
+        viewer.split(slug, "d", 1, "id")
+    assert exc.value.code == "forbidden"
+
+
+# -- memory: a big upload to a real server -------------------------------------------------
+
+
+def _peak_rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.slow
+def test_big_upload_streams_in_bounded_server_memory(server_factory, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    block = pd.DataFrame(rng.normal(size=(20_000, 12)), columns=[f"f{i}" for i in range(12)])
+    block["cat"] = rng.choice(["a", "b", "c"], len(block))
+    head, body = block.to_csv(index=False).split("\n", 1)
+    path = tmp_path / "big.csv"
+    with path.open("w") as fh:
+        fh.write(head + "\n")
+        while fh.tell() < 350_000_000:
+            fh.write(body)
+    size = path.stat().st_size
+    srv = server_factory().start()
+    token = srv.cli("users", "create", f"{uid('root')}@example.com", "--admin").stdout.split()[-1]
+    c = Client(srv.url, token, timeout=120)
+    slug = uid("mem")
+    c.create_project(slug)
+    # The server process holds ~300 MB of imported libraries before any upload; the bound is
+    # on what the upload adds to that.
+    base = (
+        int(
+            next(
+                line.split()[1]
+                for line in Path(f"/proc/{srv.proc.pid}/status").read_text().splitlines()
+                if line.startswith("VmRSS:")
+            )
+        )
+        * 1024
+    )
+    peak = [0]
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _peak_rss(srv.proc.pid))
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        v = c.upload(slug, "big", path)
+    finally:
+        done.set()
+        watcher.join()
+    peak[0] = max(peak[0], _peak_rss(srv.proc.pid))
+    assert v["row_count"] > 1_000_000
+    grew = peak[0] - base
+    assert grew < 0.6 * size, (
+        f"server RSS grew by {grew / 1e6:.0f} MB (from {base / 1e6:.0f} MB) "
+        f"for a {size / 1e6:.0f} MB upload"
+    )
