@@ -538,3 +538,51 @@ def test_pipeline_killed_mid_run_publishes_nothing_and_fails(live_server, tmp_pa
     with pytest.raises(NotFound):
         c.dataset_versions(slug, "slow-out")
     assert c.pipeline_runs(slug, "slow")[0]["job"]["state"] == "failed"
+
+
+def test_s3_keys_are_sealed_and_sources_in_use_stay(admin, project):
+    key, secret = f"AKIA{uid('k')}", f"sk-{uid('s3')}"
+    created = admin.create_source(
+        project,
+        "lake",
+        "uri",
+        {
+            "uri": "s3://bucket/events.parquet",
+            "options": {"key": key, "secret": secret, "endpoint_url": "http://minio:9000"},
+        },
+    )
+    shown = [created, admin.source(project, "lake"), admin.sources(project)]
+    shown.append(admin.audit(project, limit=1000))
+    dump = json.dumps(shown, default=str)
+    assert key not in dump and secret not in dump
+    assert created["config"]["options"] == {"endpoint_url": "http://minio:9000"}
+    assert created["has_credentials"] and created["config"]["format"] == "parquet"
+    admin.create_pipeline(
+        project, {"name": "p", "inputs": {"l": "source:lake"}, "steps": [{"sql": "SELECT 1"}]}
+    )
+    with pytest.raises(Conflict, match="read by pipelines"):
+        admin.delete_source(project, "lake")
+    admin.delete_pipeline(project, "p")
+    admin.delete_source(project, "lake")
+    assert admin.sources(project) == []
+
+
+def test_secret_box_key_from_setting_or_generated_once(tmp_path):
+    from cryptography.fernet import Fernet
+
+    from mlteam.config import Settings
+    from mlteam.data.secrets import SecretBox, scrub
+
+    generated = Settings(home=tmp_path / "h")
+    sealed = SecretBox(generated).seal({"password": "hunter22"})
+    assert "hunter22" not in sealed
+    assert (tmp_path / "h" / "secret.key").stat().st_mode & 0o077 == 0
+    assert SecretBox(generated).open(sealed, "s") == {"password": "hunter22"}  # same key again
+    other = Settings(home=tmp_path / "h", secret_key=Fernet.generate_key().decode())
+    with pytest.raises(InvalidInput, match="MLTEAM_SECRET_KEY changed"):
+        SecretBox(other).open(sealed, "source s")
+    with pytest.raises(InvalidInput, match="not a valid Fernet key"):
+        SecretBox(Settings(home=tmp_path, secret_key="short"))
+    assert scrub("auth failed for hunter22 (hunter22)", {"password": "hunter22"}) == (
+        "auth failed for *** (***)"
+    )

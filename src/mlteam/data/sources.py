@@ -38,7 +38,7 @@ KINDS = ("dataset", "uri", "sql")
 FILE_FORMATS = ("parquet", "csv", "jsonl")
 REMOTE = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss")
 TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
-S3_SECRET_KEYS = ("key", "secret", "token")
+SECRETISH = re.compile(r"key|secret|token|password|credential", re.IGNORECASE)
 
 
 def _bad(message: str, field: str) -> InvalidInput:
@@ -131,14 +131,11 @@ def check_config(
         options = config.get("options") or {}
         if not isinstance(options, dict):
             raise _bad("config.options must be an object", "config.options")
-        for k in S3_SECRET_KEYS:  # credentials belong in credentials, where they are sealed
-            if k in options:
-                creds[k] = options.pop(k)
-        unknown = set(creds) - set(S3_SECRET_KEYS)
-        if unknown:
-            raise _bad(
-                f"unknown credentials {sorted(unknown)}; use {S3_SECRET_KEYS}", "credentials"
-            )
+        options = dict(options)
+        for k in [k for k in options if SECRETISH.search(k)]:
+            creds[k] = options.pop(k)  # credentials belong in credentials, where they are sealed
+        if not all(isinstance(v, str) for v in creds.values()):
+            raise _bad("credentials must map names (key, secret, token) to text", "credentials")
         out = {"uri": uri, "format": _file_format(uri, config.get("format")), "options": options}
         return out, creds
     url = config.get("url")
@@ -234,8 +231,18 @@ def list_sources(session: Session, actor: User, slug: str) -> list[Source]:
 
 
 def delete_source(session: Session, actor: User, slug: str, name: str) -> None:
+    """Remove a source no pipeline reads."""
+    from mlteam.data.pipeline_models import Pipeline
+
     project = projects.resolve(session, actor, slug, Perm.data_write)
     source = _get(session, project.id, name)
+    readers = [
+        p.name
+        for p in session.scalars(select(Pipeline).where(Pipeline.project_id == project.id))
+        if any(i["kind"] == "source" and i["name"] == name for i in p.inputs.values())
+    ]
+    if readers:
+        raise Conflict(f"source {name} is read by pipelines {readers}; change them first")
     session.delete(source)
     audit.record(session, actor, "source.delete", f"source:{name}", project_id=project.id)
 
