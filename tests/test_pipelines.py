@@ -52,7 +52,7 @@ def raw(admin: Client, project: str, tmp_path: Path) -> str:
 
 def _failed(c: Client, job: dict) -> dict:
     with pytest.raises(MlteamError, match="failed"):
-        c.wait(job["id"], timeout=60)
+        c.wait(job["id"], timeout=60, poll=0.1)
     return c.job(job["id"])
 
 
@@ -75,7 +75,7 @@ def test_pipeline_runs_steps_with_params_and_publishes_with_lineage(admin: Clien
     }
     p = admin.create_pipeline(raw, definition)
     assert p["output"] == "clean-data" and p["inputs"]["r"] == {"kind": "source", "name": "raw-src"}
-    job = admin.wait(admin.run_pipeline(raw, "clean")["id"], timeout=60)
+    job = admin.wait(admin.run_pipeline(raw, "clean")["id"], timeout=60, poll=0.1)
     report = job["result"]
     assert report["status"] == "published" and report["rows"] == 2
     assert all(c["passed"] for c in report["checks"])
@@ -92,7 +92,10 @@ def test_pipeline_runs_steps_with_params_and_publishes_with_lineage(admin: Clien
     # Run parameters override the defaults, as prepared parameters (a quote is just data).
     queued2 = admin.run_pipeline(raw, "clean", {"min_amount": -100, "skip": "b' OR '1'='1"})
     queued3 = admin.run_pipeline(raw, "clean")  # the same output again: the same version
-    job2, job3 = admin.wait(queued2["id"], timeout=60), admin.wait(queued3["id"], timeout=60)
+    job2, job3 = (
+        admin.wait(queued2["id"], timeout=60, poll=0.1),
+        admin.wait(queued3["id"], timeout=60, poll=0.1),
+    )
     assert job2["result"]["rows"] == 3 and job2["result"]["version"]["n"] == 2
     assert job3["result"]["version"] == {**job["result"]["version"], "created": False}
     runs = admin.pipeline_runs(raw, "clean")
@@ -128,7 +131,7 @@ def test_checks_report_which_failed_by_how_many_with_examples(admin: Client, raw
         "checks": checks,
     }
     admin.create_pipeline(raw, spec)
-    ok = admin.wait(admin.run_pipeline(raw, "checked")["id"], timeout=60)["result"]
+    ok = admin.wait(admin.run_pipeline(raw, "checked")["id"], timeout=60, poll=0.1)["result"]
     assert ok["status"] == "published" and all(c["passed"] for c in ok["checks"]), ok
 
     # Let the bad row in and tighten the rest: each check says what failed.
@@ -252,7 +255,7 @@ def test_roles_decide_who_may_define_and_run(admin, raw, new_user, client_for):
         viewer.create_source(raw, "s", "dataset", {"dataset": "raw"})
     with pytest.raises(NotFound):
         stranger.pipelines(raw)
-    job = eng.wait(eng.run_pipeline(raw, "p")["id"], timeout=60)
+    job = eng.wait(eng.run_pipeline(raw, "p")["id"], timeout=60, poll=0.1)
     assert job["result"]["status"] == "published"
 
 
@@ -278,7 +281,7 @@ def test_uri_sources_read_files_under_the_source_roots_only(admin, project, sett
             "checks": [{"type": "row_count", "min": 7, "max": 7}],
         },
     )
-    job = admin.wait(admin.run_pipeline(project, "files")["id"], timeout=60)
+    job = admin.wait(admin.run_pipeline(project, "files")["id"], timeout=60, poll=0.1)
     assert job["result"]["rows"] == 7 and job["result"]["parents"] == []
     outside = tmp_path / "elsewhere.csv"
     _csv(outside, "x\n1\n")
@@ -358,7 +361,7 @@ def test_sql_source_password_never_leaves_the_vault(admin, project, platform, se
             {"name": "gone", "inputs": {"g": "source:gone"}, "steps": [{"sql": "SELECT * FROM g"}]},
         )
         queued = admin.run_pipeline(project, "orders"), admin.run_pipeline(project, "gone")
-        job = admin.wait(queued[0]["id"], timeout=60)
+        job = admin.wait(queued[0]["id"], timeout=60, poll=0.1)
         responses += [job, admin.job_log(job["id"]), admin.pipeline_runs(project, "orders")]
         assert job["result"]["rows"] == 2
         bad = _failed(admin, queued[1])
@@ -414,7 +417,7 @@ def test_scheduler_queues_each_due_run_once(admin, raw, platform):
     assert scheduler.tick(platform.db, due) == []
     nxt = datetime.fromisoformat(admin.pipeline(raw, "nightly")["next_run_at"])
     assert nxt.year == due.year + 1
-    job = admin.wait(runs[0]["job"]["id"], timeout=60)
+    job = admin.wait(runs[0]["job"]["id"], timeout=60, poll=0.1)
     assert job["result"]["status"] == "published"
 
 
@@ -437,7 +440,7 @@ def test_new_input_version_triggers_a_run(admin, raw, platform, tmp_path):
     scheduler.tick(platform.db)
     runs = admin.pipeline_runs(raw, "follow")
     assert [r["trigger"] for r in runs] == ["new_version"]
-    job = admin.wait(runs[0]["job"]["id"], timeout=60)
+    job = admin.wait(runs[0]["job"]["id"], timeout=60, poll=0.1)
     assert job["result"]["parents"] == [v2["id"]] and job["result"]["rows"] == 2
     with platform.db.session() as s:
         assert s.scalar(select(Pipeline.seen_inputs).where(Pipeline.name == "follow"))
@@ -532,7 +535,7 @@ def test_pipeline_killed_mid_run_publishes_nothing_and_fails(live_server, tmp_pa
     assert state["message"] == "running step grind", state
     subprocess.run(["pkill", "-9", "-f", f"mlteam.core.worker {job['id']}"], check=True)
     with pytest.raises(MlteamError, match="failed"):
-        c.wait(job["id"], timeout=60)
+        c.wait(job["id"], timeout=60, poll=0.1)
     after = c.job(job["id"])
     assert after["state"] == "failed" and "exited" in after["error"]
     with pytest.raises(NotFound):
