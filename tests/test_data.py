@@ -314,3 +314,54 @@ def test_big_upload_streams_in_bounded_server_memory(server_factory, tmp_path: P
         f"server RSS grew by {grew / 1e6:.0f} MB (from {base / 1e6:.0f} MB) "
         f"for a {size / 1e6:.0f} MB upload"
     )
+
+
+# -- CLI --------------------------------------------------------------------------------------
+
+
+def test_cli_profile_diff_split_query(ds, monkeypatch, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mlteam.cli import data as cli_data
+    from mlteam.cli.main import app
+
+    c, slug = ds
+    monkeypatch.setattr(cli_data, "client", lambda: c)
+    runner = CliRunner()
+
+    def cli(*args: str, code: int = 0) -> str:
+        res = runner.invoke(app, ["data", *args])
+        assert res.exit_code == code, res.output
+        return res.output
+
+    f = tmp_path / "v2.csv"
+    f.write_bytes(_csv(300, seed=2, shift=2.0))
+    assert "d v2" in cli("upload", slug, "d", str(f), "--type", "id=VARCHAR")
+    assert "line 4" in cli(
+        "upload", slug, "bad", str(_write(tmp_path, b"a\n1\n2\nx\n")), "--type", "a=INTEGER", code=1
+    )
+    assert '"row_count": 300' in cli("profile", slug, "d", "2", "--json")
+    assert "color" in cli("profile", slug, "d", "1")
+    out = cli("diff", slug, "d", "1", "2", "--json")
+    assert '"type_changed"' in out and '"id"' in out
+    assert "train=" in cli(
+        "split", slug, "d", "1", "--column", "id", "--fractions", "0.5,0.25,0.25"
+    )
+    assert "test=" in cli(
+        "split", slug, "d", "2", "--column", "day", "--method", "time", "--test-from", "2024-06-01"
+    )
+    assert "[[200]]" in cli("query", slug, "SELECT count(*) AS n FROM d_v1", "--json").replace(
+        '{"n": 200}', "[[200]]"
+    )
+    out = tmp_path / "train.csv"
+    cli("download", slug, "d", "1", "--out", str(out), "--format", "csv", "--split", "train")
+    assert 60 < len(pd.read_csv(out)) < 140
+    assert "only this project's dataset" in cli(
+        "query", slug, "SELECT * FROM read_csv('/etc/passwd')", code=1
+    )
+
+
+def _write(tmp_path: Path, body: bytes) -> Path:
+    path = tmp_path / f"{uid('f')}.csv"
+    path.write_bytes(body)
+    return path

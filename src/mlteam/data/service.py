@@ -11,11 +11,9 @@ import hashlib
 import os
 import re
 import tempfile
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -312,17 +310,3 @@ def count_versions(session: Session, project_id: str) -> int:
         )
         or 0
     )
-
-
-def export(store: ArtifactStore, version: DatasetVersion, fmt: str) -> tuple[Any, str]:
-    """A file object with the version's content in `fmt`, and its media type."""
-    if fmt == "parquet":
-        return store.open(version.key), "application/vnd.apache.parquet"
-    if fmt == "csv":
-        tmp = tempfile.NamedTemporaryFile(suffix=".csv", delete=False)  # noqa: SIM115
-        tmp.close()
-        pacsv.write_csv(read_table(store, version), tmp.name)
-        fh = open(tmp.name, "rb")  # noqa: SIM115
-        Path(tmp.name).unlink()  # the open handle keeps the data until it is closed
-        return fh, "text/csv"
-    raise InvalidInput("format must be parquet or csv", {"field": "format"})
