@@ -75,6 +75,7 @@ def test_pipeline_runs_steps_with_params_and_publishes_with_lineage(admin: Clien
     }
     p = admin.create_pipeline(raw, definition)
     assert p["output"] == "clean-data" and p["inputs"]["r"] == {"kind": "source", "name": "raw-src"}
+    assert p["steps"][0]["timeout_seconds"] == 3600
     job = admin.wait(admin.run_pipeline(raw, "clean")["id"], timeout=60, poll=0.1)
     report = job["result"]
     assert report["status"] == "published" and report["rows"] == 2
@@ -184,8 +185,21 @@ def test_user_sql_cannot_reach_files_or_change_settings(admin: Client, raw: str)
             ],
         },
     )
+    admin.create_pipeline(
+        raw,
+        {
+            "name": "endless",
+            "inputs": {"r": "raw"},
+            "steps": [{"name": "spin", "timeout_seconds": 0.5, "sql": "SELECT sum(a.range * "
+                       "b.range) AS s FROM range(200000000) a, range(100000) b"}],
+        },
+    )  # fmt: skip
+    endless = admin.run_pipeline(raw, "endless")
     job = _failed(admin, admin.run_pipeline(raw, "sneaky"))
     assert job["error"].startswith("your SQL step steal failed")
+    assert (
+        _failed(admin, endless)["error"] == "your SQL step spin took too long: stopped after 0.5 s"
+    )
     assert "disabled by configuration" in job["error"]
     assert "root:" not in admin.job_log(job["id"])
     with pytest.raises(NotFound):

@@ -44,6 +44,7 @@ from mlteam.data.secrets import SecretBox
 from mlteam.projects import service as projects
 
 KIND = "data.pipeline"
+STEP_TIMEOUT = 3600.0  # seconds a step may run unless its definition says otherwise
 INPUT = re.compile(r"^(?:(source|dataset):)?([A-Za-z0-9][A-Za-z0-9_.-]{0,127}?)(?:@(\d+|latest))?$")
 FIELDS = (
     "name",
@@ -140,8 +141,13 @@ def check_definition(session: Session, project_id: str, spec: dict[str, Any]) ->
     out_steps = []
     for i, step in enumerate(steps):
         field = f"steps[{i}]"
-        if not isinstance(step, dict) or set(step) - {"name", "sql"}:
-            raise _bad(f"{field} must be an object with name and sql", field)
+        if not isinstance(step, dict) or set(step) - {"name", "sql", "timeout_seconds"}:
+            raise _bad(f"{field} must be an object with name, sql (and timeout_seconds)", field)
+        timeout = step.get("timeout_seconds", STEP_TIMEOUT)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise _bad(
+                f"{field}.timeout_seconds must be a positive number", f"{field}.timeout_seconds"
+            )
         step_name = step.get("name") or f"step{i + 1}"
         if not isinstance(step_name, str) or not IDENT.match(step_name):
             raise _bad(f"{field}.name must be a SQL identifier", f"{field}.name")
@@ -153,7 +159,7 @@ def check_definition(session: Session, project_id: str, spec: dict[str, Any]) ->
         for p in PARAM.findall(sql):
             if p not in params:
                 raise _bad(f"{field}.sql uses ${p}, which is not among params", f"{field}.sql")
-        out_steps.append({"name": step_name, "sql": sql})
+        out_steps.append({"name": step_name, "sql": sql, "timeout_seconds": timeout})
 
     schedule = spec.get("schedule") or None
     if schedule is not None and (not isinstance(schedule, str) or not croniter.is_valid(schedule)):
@@ -415,7 +421,11 @@ def run_pipeline_job(ctx: jobs.JobContext) -> dict[str, Any]:
         for i, step in enumerate(steps):
             ctx.progress(0.3 + 0.5 * i / len(steps), f"running step {step['name']}")
             try:
-                result = sandbox.query(step["sql"], values)
+                result = sandbox.query(
+                    step["sql"], values, step.get("timeout_seconds", STEP_TIMEOUT)
+                )
+            except TimeoutError as err:
+                raise UserCodeError(f"your SQL step {step['name']} took too long: {err}") from None
             except duckdb.Error as err:
                 raise UserCodeError(f"your SQL step {step['name']} failed: {err}") from None
             sandbox.add(step["name"], result)

@@ -8,6 +8,7 @@ database, load an extension or reach the network, nor turn any of that back on.
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
 import duckdb
@@ -63,8 +64,20 @@ class Sandbox:
     def add(self, name: str, table: pa.Table) -> None:
         self.con.register(name, table)
 
-    def query(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
-        return self.con.sql(sql, params=params_of(sql, params or {}) or None).to_arrow_table()
+    def query(
+        self, sql: str, params: dict[str, Any] | None = None, timeout: float | None = None
+    ) -> pa.Table:
+        """Run one SELECT; past `timeout` seconds it is interrupted (`TimeoutError`)."""
+        timer = threading.Timer(timeout, self.con.interrupt) if timeout else None
+        if timer:
+            timer.start()
+        try:
+            return self.con.sql(sql, params=params_of(sql, params or {}) or None).to_arrow_table()
+        except duckdb.InterruptException as err:
+            raise TimeoutError(f"stopped after {timeout:g} s") from err
+        finally:
+            if timer:
+                timer.cancel()
 
     def rows(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         return self.con.execute(sql, params or []).fetchall()
