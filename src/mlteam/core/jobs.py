@@ -31,6 +31,7 @@ from mlteam.core.models import Job, User
 KINDS: dict[str, str] = {
     "training.train": "mlteam.training.service:run_training_job",
     "data.pipeline": "mlteam.data.pipelines:run_pipeline_job",
+    "serving.batch_score": "mlteam.serving.batch:run_batch_score_job",
 }
 
 TERMINAL = ("succeeded", "failed", "cancelled")

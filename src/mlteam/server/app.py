@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlteam import __version__
@@ -22,6 +22,7 @@ from mlteam.projects.routes import router as projects_router
 from mlteam.registry.mlflow_api import router as registry_mlflow
 from mlteam.registry.routes import router as registry_router
 from mlteam.server.platform import Platform
+from mlteam.serving.oip_routes import router as oip_router
 from mlteam.serving.routes import router as serving_router
 from mlteam.tracking.mlflow_api import router as tracking_mlflow
 from mlteam.tracking.routes import router as tracking_router
@@ -63,10 +64,29 @@ def _is_mlflow(request: Request) -> bool:
     return "/api/2.0/mlflow" in path or "/api/3.0/mlflow" in path
 
 
+def _is_oip(request: Request) -> bool:
+    return request.url.path.startswith("/v2/") or request.url.path == "/v2"
+
+
+def _is_invocations(request: Request) -> bool:
+    return request.url.path.endswith("/invocations")
+
+
 def error_response(
     request: Request, code: str, message: str, details: object = None
 ) -> JSONResponse:
     """One error, in the shape the caller's protocol expects."""
+    if _is_oip(request):  # Open Inference Protocol: {"error": "..."}
+        return JSONResponse({"error": message}, status_code=STATUS.get(code, 500))
+    if _is_invocations(request):  # MLflow's scoring server
+        mlflow_code = (
+            "BAD_REQUEST"
+            if code == "invalid_input"
+            else MLFLOW_CODES.get(code, ("INTERNAL_ERROR",))[0]
+        )
+        return JSONResponse(
+            {"error_code": mlflow_code, "message": message}, status_code=STATUS.get(code, 500)
+        )
     if _is_mlflow(request):
         mlflow_code, status = MLFLOW_CODES.get(code, ("INTERNAL_ERROR", 500))
         return JSONResponse({"error_code": mlflow_code, "message": message}, status_code=status)
@@ -99,6 +119,10 @@ def install_error_handlers(app: FastAPI) -> None:
                 "message": f"no endpoint {request.url.path}",
             }
             return JSONResponse(body, status_code=404)
+        if _is_oip(request) or _is_invocations(request):
+            resp = error_response(request, code, str(err.detail))
+            resp.status_code = err.status_code
+            return resp
         body = {"error": {"code": code, "message": str(err.detail), "details": None}}
         return JSONResponse(body, status_code=err.status_code)
 
@@ -139,6 +163,15 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         monitoring_router,
     ):
         app.include_router(router, prefix="/api/v1")
+    # Open Inference Protocol v2 at the root, as KServe and Triton clients expect
+    app.include_router(oip_router)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        """Prometheus text format (serving requests, errors, latency per deployment/version)."""
+        m = platform.serving.metrics
+        return Response(m.render(), media_type=m.content_type)
+
     # MLflow's REST API: at the root (experiments named "<project>/<name>") and per project.
     for mlflow_router in (tracking_mlflow, registry_mlflow):
         app.include_router(mlflow_router)

@@ -10,6 +10,7 @@ from mlteam.core.db import Database
 from mlteam.core.executor import LocalExecutor
 from mlteam.core.migrate import upgrade
 from mlteam.data.scheduler import Scheduler
+from mlteam.serving.engine import ServingEngine
 from mlteam.serving.predlog import PredictionLog
 from mlteam.serving.runtime import ModelCache
 
@@ -28,6 +29,7 @@ class Platform:
         self.scheduler = Scheduler(self.db, settings.scheduler_interval, self.executor.wake)
         self.models = ModelCache(self.artifacts)
         self.predictions = PredictionLog(self.artifacts, settings.prediction_flush_seconds)
+        self.serving = ServingEngine(self.models, self.predictions)
         self._started = False
         self._lock = threading.Lock()
 
@@ -45,6 +47,7 @@ class Platform:
             if not self._started:
                 return
             self.scheduler.stop()
+            self.serving.stop()  # shadow predictions under way are logged first
             self.predictions.stop()
             self.executor.stop()
             self._started = False

@@ -9,10 +9,13 @@ reader never sees half a segment.
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -35,11 +38,48 @@ SCHEMA = pa.schema(
 )
 
 
+@dataclass
+class Batch:
+    """One request's answers from one version, kept as given until the log writes them.
+
+    The per-row JSON of inputs and outputs is built by the writer thread, not the request.
+    """
+
+    ts: datetime
+    deployment_id: str
+    revision: int
+    model_version_id: str
+    mode: str
+    ids: list[str]
+    columns: dict[str, list[Any]]
+    outputs: list[Any]
+    latency_ms: float
+
+    def rows(self) -> list[dict[str, Any]]:
+        names = list(self.columns)
+        values = list(zip(*self.columns.values(), strict=True)) if names else []
+        per_row = self.latency_ms / max(1, len(self.ids))
+        return [
+            {
+                "prediction_id": pid,
+                "ts": self.ts,
+                "deployment_id": self.deployment_id,
+                "revision": self.revision,
+                "model_version_id": self.model_version_id,
+                "mode": self.mode,
+                "inputs": json.dumps(dict(zip(names, row, strict=True))),
+                "output": json.dumps(out),
+                "latency_ms": per_row,
+            }
+            for pid, row, out in zip(self.ids, values, self.outputs, strict=True)
+        ]
+
+
 class PredictionLog:
     def __init__(self, store: ArtifactStore, flush_seconds: float = 1.0) -> None:
         self.store = store
         self.flush_seconds = flush_seconds
-        self._rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._rows: dict[str, list[dict[str, Any] | Batch]] = defaultdict(list)
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
@@ -63,6 +103,11 @@ class PredictionLog:
             for row in rows:
                 self._rows[row["deployment_id"]].append(row)
 
+    def append_batch(self, batch: Batch) -> None:
+        """Keep one request's answers (cheap: the rows are built when written)."""
+        with self._lock:
+            self._rows[batch.deployment_id].append(batch)
+
     def _loop(self) -> None:
         while not self._stop.wait(self.flush_seconds):
             try:
@@ -75,7 +120,10 @@ class PredictionLog:
             with self._lock:
                 pending, self._rows = self._rows, defaultdict(list)
             written = 0
-            for deployment_id, rows in pending.items():
+            for deployment_id, items in pending.items():
+                rows: list[dict[str, Any]] = []
+                for item in items:
+                    rows.extend(item.rows() if isinstance(item, Batch) else [item])
                 if not rows:
                     continue
                 try:

@@ -1,21 +1,54 @@
-"""HTTP routes of serving: deployments and the native predict endpoint."""
+"""HTTP routes of serving: deployments, revisions, and the native and MLflow scoring endpoints."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import json
+from typing import Any
 
+from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from mlteam.core.errors import InvalidInput
+from mlteam.core.schemas import JobOut
 from mlteam.server.deps import CurrentUser, PlatformDep, SessionDep
-from mlteam.serving import service
-from mlteam.serving.schemas import DeployIn, DeploymentOut, PredictIn, PredictOut
+from mlteam.serving import batch, service
+from mlteam.serving.protocols import mlflow_checker
+from mlteam.serving.schemas import (
+    DeployIn,
+    DeploymentOut,
+    PredictIn,
+    PredictOut,
+    ReviseIn,
+    RevisionOut,
+    ScoreIn,
+)
 
 router = APIRouter(tags=["serving"])
 
 
 @router.post("/projects/{slug}/deployments", response_model=DeploymentOut, status_code=201)
-def deploy(slug: str, body: DeployIn, session: SessionDep, user: CurrentUser) -> object:
-    dep, _ = service.deploy(
-        session, user, slug, body.name, model=body.model, version=body.version, stage=body.stage
-    )
+def deploy(
+    slug: str, body: DeployIn, session: SessionDep, user: CurrentUser, platform: PlatformDep
+) -> object:
+    if body.routes is not None:
+        dep, _ = service.create_or_revise(
+            session, user, slug, body.name, body.routes, stage=body.stage, models=platform.models
+        )
+    else:
+        for field in ("model", "version"):
+            if getattr(body, field) is None:
+                raise InvalidInput(f"{field}: required (or give routes)", {"field": field})
+        dep, _ = service.deploy(
+            session,
+            user,
+            slug,
+            body.name,
+            model=body.model,
+            version=body.version,
+            stage=body.stage or "staging",
+            models=platform.models,
+        )
     return service.describe(session, dep)
 
 
@@ -29,8 +62,85 @@ def get_deployment(name: str, session: SessionDep, user: CurrentUser) -> object:
     return service.describe(session, service.get_deployment(session, user, name))
 
 
+@router.post("/deployments/{name}/revisions", response_model=DeploymentOut, status_code=201)
+def revise(
+    name: str, body: ReviseIn, session: SessionDep, user: CurrentUser, platform: PlatformDep
+) -> object:
+    dep, _ = service.revise(
+        session, user, name, body.routes, stage=body.stage, models=platform.models
+    )
+    return service.describe(session, dep)
+
+
+@router.get("/deployments/{name}/revisions", response_model=list[RevisionOut])
+def revisions(name: str, session: SessionDep, user: CurrentUser) -> object:
+    return service.list_revisions(session, user, name)
+
+
+@router.post("/deployments/{name}/rollback", response_model=DeploymentOut)
+def rollback(name: str, session: SessionDep, user: CurrentUser, platform: PlatformDep) -> object:
+    dep, _ = service.rollback(session, user, name, models=platform.models)
+    return service.describe(session, dep)
+
+
+@router.post("/projects/{slug}/score", response_model=JobOut, status_code=202)
+def score(
+    slug: str,
+    body: ScoreIn,
+    session: SessionDep,
+    user: CurrentUser,
+    platform: PlatformDep,
+    background: BackgroundTasks,
+) -> object:
+    """Queue a batch scoring job: a dataset version scored by a model version."""
+    job = batch.start_batch_score(session, user, slug, **body.model_dump())
+    background.add_task(platform.executor.wake)  # after the commit, so the executor sees it
+    return job
+
+
 @router.post("/deployments/{name}/predict", response_model=PredictOut)
 def predict(
-    name: str, body: PredictIn, session: SessionDep, user: CurrentUser, platform: PlatformDep
+    name: str,
+    body: PredictIn,
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    platform: PlatformDep,
 ) -> object:
-    return service.predict(session, user, platform.models, platform.predictions, name, body.inputs)
+    return service.predict(
+        session, user, platform.serving, name, body.inputs, request.headers.get("x-request-id")
+    )
+
+
+@router.post("/deployments/{name}/invocations")
+async def invocations(
+    name: str, request: Request, session: SessionDep, user: CurrentUser, platform: PlatformDep
+) -> Any:
+    """MLflow's scoring protocol: one of dataframe_split, dataframe_records, instances, inputs."""
+    ctype = request.headers.get("content-type", "application/json")
+    if not ctype.startswith("application/json"):
+        # MLflow answers 415 for a content type it cannot read
+        return JSONResponse(
+            {
+                "error_code": "BAD_REQUEST",
+                "message": f"content type {ctype!r} is not supported; send application/json",
+            },
+            status_code=415,
+        )
+    body = parse_json(await request.body())
+    check = mlflow_checker(body)
+
+    def work() -> dict[str, Any]:
+        _, _, answer = service.infer(
+            session, user, platform.serving, name, check, request.headers.get("x-request-id")
+        )
+        return {"predictions": answer.outputs}
+
+    return await run_in_threadpool(work)
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InvalidInput(f"the request body is not JSON: {err}"[:300], {"field": "body"}) from err

@@ -1,13 +1,20 @@
 """Loaded models and the input check against a model's signature.
 
-A model version is loaded once per process and kept; inputs are checked value by value before
-anything reaches the model, so bad input is a 400 naming the field, never a 500.
+A model version is loaded once per process and kept (versions are immutable). Each model file
+format has its own loader in `LOADERS`: native scikit-learn models (skops) today; an ONNX
+Runtime loader is added there when training exports ONNX, and nothing else changes.
+
+Inputs are checked value by value, column by column, before anything reaches the model, so bad
+input is a 400 naming the field, never a 500. The checked input is a dict of columns in
+signature order. The scikit-learn pipelines select columns by name (ColumnTransformer), which
+scikit-learn supports only on a pandas DataFrame, so the sklearn loader still builds one.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,40 +25,80 @@ from mlteam.core.artifacts import ArtifactStore
 from mlteam.core.errors import InvalidInput
 from mlteam.core.modelfiles import load_sklearn
 
+MAX_ROWS = 100_000
+Columns = dict[str, list[Any]]
+
+
+def _plain(values: Any) -> list[Any]:
+    return [v.item() if isinstance(v, np.generic) else v for v in values]
+
+
+def _sklearn_loader(store: ArtifactStore, artifact_key: str) -> Callable[[Columns], list[Any]]:
+    model = load_sklearn(store.read_bytes(f"{artifact_key}/model.skops"))
+
+    def predict(columns: Columns) -> list[Any]:
+        return _plain(model.predict(pd.DataFrame(columns)))
+
+    return predict
+
+
+# model format → loader(store, artifact key) → predict(columns) -> outputs
+LOADERS: dict[str, Callable[[ArtifactStore, str], Callable[[Columns], list[Any]]]] = {
+    "sklearn-skops": _sklearn_loader,
+}
+
 
 @dataclass
 class LoadedModel:
     version_id: str
-    model: Any
+    model: str  # registered model name
+    version: int
+    fmt: str
     signature: dict[str, Any]
+    predict_columns: Callable[[Columns], list[Any]]
 
     @property
     def columns(self) -> list[str]:
         return [c["name"] for c in self.signature.get("inputs", [])]
 
-    def predict(self, frame: pd.DataFrame) -> list[Any]:
-        out = self.model.predict(frame[self.columns])
-        return [v.item() if isinstance(v, np.generic) else v for v in out]
+    def predict(self, columns: Columns) -> list[Any]:
+        return self.predict_columns(columns)
 
 
 class ModelCache:
+    """Model versions loaded in this process, by version id."""
+
     def __init__(self, store: ArtifactStore) -> None:
         self.store = store
         self._models: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
 
+    def cached(self, version_id: str) -> LoadedModel | None:
+        return self._models.get(version_id)
+
     def get(
-        self, version_id: str, artifact_key: str, fmt: str, signature: dict[str, Any]
+        self,
+        version_id: str,
+        artifact_key: str,
+        fmt: str,
+        signature: dict[str, Any],
+        model: str = "",
+        version: int = 0,
     ) -> LoadedModel:
         loaded = self._models.get(version_id)
         if loaded is not None:
             return loaded
         with self._lock:
             if version_id not in self._models:
-                if fmt != "sklearn-skops":
-                    raise InvalidInput(f"model format {fmt!r} cannot be served yet")
-                model = load_sklearn(self.store.read_bytes(f"{artifact_key}/model.skops"))
-                self._models[version_id] = LoadedModel(version_id, model, signature)
+                loader = LOADERS.get(fmt)
+                if loader is None:
+                    raise InvalidInput(
+                        f"model format {fmt!r} cannot be served yet (served: {sorted(LOADERS)})",
+                        {"field": "format"},
+                    )
+                self._models[version_id] = LoadedModel(
+                    version_id, model, version, fmt, signature, loader(self.store, artifact_key)
+                )
             return self._models[version_id]
 
 
@@ -79,20 +126,80 @@ def _coerce(value: Any, kind: str, field: str) -> Any:
     return value
 
 
-def check_records(records: Any, signature: dict[str, Any]) -> pd.DataFrame:
-    """Validate `[{column: value}]` against the signature; the frame the model gets."""
+def _check_rows(n: int, field: str) -> None:
+    if n == 0:
+        raise InvalidInput(f"{field} must be a non-empty list of records", {"field": field})
+    if n > MAX_ROWS:
+        raise InvalidInput(f"{field}: at most {MAX_ROWS} rows per request", {"field": field})
+
+
+def check_records(records: Any, signature: dict[str, Any], field: str = "inputs") -> Columns:
+    """Validate `[{column: value}]` against the signature; the columns the model gets."""
     if not isinstance(records, list) or not records:
-        raise InvalidInput("inputs must be a non-empty list of records", {"field": "inputs"})
+        raise InvalidInput(f"{field} must be a non-empty list of records", {"field": field})
+    _check_rows(len(records), field)
     inputs = signature.get("inputs", [])
-    columns: dict[str, list[Any]] = {c["name"]: [] for c in inputs}
+    columns: Columns = {c["name"]: [] for c in inputs}
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
-            raise InvalidInput(f"inputs[{i}] must be an object", {"field": f"inputs[{i}]"})
+            raise InvalidInput(f"{field}[{i}] must be an object", {"field": f"{field}[{i}]"})
         for col in inputs:
             name = col["name"]
             if name not in rec:
                 raise InvalidInput(
-                    f"inputs[{i}]: missing column {name!r}", {"field": f"inputs[{i}].{name}"}
+                    f"{field}[{i}]: missing column {name!r}", {"field": f"{field}[{i}].{name}"}
                 )
-            columns[name].append(_coerce(rec[name], col["type"], f"inputs[{i}].{name}"))
-    return pd.DataFrame(columns)
+            columns[name].append(_coerce(rec[name], col["type"], f"{field}[{i}].{name}"))
+    return columns
+
+
+def check_rows(rows: Any, signature: dict[str, Any], field: str = "inputs") -> Columns:
+    """Validate `[[value, ...]]`, each row's values in signature column order."""
+    if not isinstance(rows, list) or not rows:
+        raise InvalidInput(f"{field} must be a non-empty list of rows", {"field": field})
+    _check_rows(len(rows), field)
+    inputs = signature.get("inputs", [])
+    columns: Columns = {c["name"]: [] for c in inputs}
+    for i, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != len(inputs):
+            raise InvalidInput(
+                f"{field}[{i}]: expected a list of {len(inputs)} values in column order "
+                f"({', '.join(c['name'] for c in inputs[:5])}{', ...' if len(inputs) > 5 else ''})",
+                {"field": f"{field}[{i}]", "expected_length": len(inputs)},
+            )
+        for col, value in zip(inputs, row, strict=True):
+            name = col["name"]
+            columns[name].append(_coerce(value, col["type"], f"{field}[{i}].{name}"))
+    return columns
+
+
+def check_columns(
+    columns: dict[str, Any], signature: dict[str, Any], field: str = "inputs"
+) -> Columns:
+    """Validate `{column: [values]}` (every column the same length) against the signature."""
+    if not isinstance(columns, dict):
+        raise InvalidInput(f"{field} must map column names to lists", {"field": field})
+    inputs = signature.get("inputs", [])
+    out: Columns = {}
+    n: int | None = None
+    for col in inputs:
+        name = col["name"]
+        if name not in columns:
+            raise InvalidInput(f"{field}: missing column {name!r}", {"field": f"{field}.{name}"})
+        values = columns[name]
+        if not isinstance(values, list):
+            raise InvalidInput(
+                f"{field}.{name}: expected a list of values", {"field": f"{field}.{name}"}
+            )
+        if n is None:
+            n = len(values)
+            _check_rows(n, field)
+        elif len(values) != n:
+            raise InvalidInput(
+                f"{field}.{name}: {len(values)} values where other columns have {n}",
+                {"field": f"{field}.{name}", "expected_length": n},
+            )
+        out[name] = [_coerce(v, col["type"], f"{field}.{name}[{i}]") for i, v in enumerate(values)]
+    if n is None:
+        raise InvalidInput(f"{field} holds no columns", {"field": field})
+    return out

@@ -1,4 +1,4 @@
-"""Shapes of deployments and predictions."""
+"""Shapes of deployments, revisions and predictions."""
 
 from __future__ import annotations
 
@@ -12,9 +12,29 @@ class DeployIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=128)
+    model: str | None = Field(default=None, min_length=1, max_length=256)
+    version: int | str | None = Field(default=None, description="a version number or an alias")
+    routes: list[dict[str, Any]] | None = Field(
+        default=None, description="[{model, version, weight, mode}] instead of model and version"
+    )
+    stage: str | None = Field(default=None, description="staging (default) or production")
+
+
+class ReviseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    routes: list[dict[str, Any]] = Field(description="[{model, version, weight, mode}]")
+    stage: str | None = Field(default=None, description="keep the current stage if not given")
+
+
+class ScoreIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    dataset: str = Field(min_length=1, max_length=128)
+    version: int | str = Field(default="latest", description="dataset version, or latest")
     model: str = Field(min_length=1, max_length=256)
-    version: int | str = Field(description="a version number or an alias")
-    stage: str = "staging"
+    model_version: int | str = Field(description="a version number or an alias")
+    output: str | None = Field(default=None, description="output dataset; <dataset>-scored")
 
 
 class DeploymentOut(BaseModel):
@@ -23,6 +43,13 @@ class DeploymentOut(BaseModel):
     stage: str
     revision: int | None
     routes: list[dict[str, Any]]
+    created_at: datetime
+
+
+class RevisionOut(BaseModel):
+    revision: int
+    routes: list[dict[str, Any]]
+    current: bool
     created_at: datetime
 
 

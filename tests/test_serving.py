@@ -1,0 +1,510 @@
+"""Serving: revisions (canary, shadow, rollback), the production alias rule, the inference
+protocols (native, Open Inference v2, MLflow invocations), input checks, metrics, and — against
+real server processes — the tritonclient client, a switch under load, and the prediction log
+surviving SIGTERM.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlteam import Client, Forbidden, InvalidInput
+from mlteam.client.bridge import SyncBridge
+from tests.conftest import uid
+
+
+@pytest.fixture(scope="module")
+def srv(admin: Client, cancer_csv: Path, app, platform) -> dict:
+    """A project with three versions of `clf`: v1 and v2 the same model, v3 the baseline."""
+    slug = uid("srv")
+    admin.create_project(slug)
+    admin.upload(slug, "cancer", cancer_csv)
+    job = admin.wait(admin.train(slug, "cancer", "target", register_as="clf")["id"], timeout=300)
+    baseline = next(r for r in job["result"]["runs"] if r["kind"] == "baseline")
+    admin.register(slug, "clf", job["result"]["best_run_id"])  # v2
+    admin.register(slug, "clf", baseline["run_id"])  # v3: always the majority class
+    frame = pd.read_csv(cancer_csv).drop(columns="target")
+    token = admin._http.headers["Authorization"]
+    raw = httpx.Client(
+        base_url="http://testserver",
+        transport=SyncBridge(httpx.ASGITransport(app)),
+        headers={"Authorization": token},
+    )
+    yield {"slug": slug, "rows": frame.head(20).to_dict(orient="records"), "raw": raw}
+    raw.close()
+
+
+def _dep(admin: Client, srv: dict, **kw) -> str:
+    name = uid("dep")
+    admin.deploy(srv["slug"], name, "clf", 1, **kw)
+    return name
+
+
+def _log_rows(platform, dep: dict, want: int, timeout: float = 10.0) -> pd.DataFrame:
+    deadline = time.monotonic() + timeout
+    while True:
+        table = platform.predictions.read(dep["id"]).to_pandas()
+        if len(table) >= want or time.monotonic() > deadline:
+            return table
+        time.sleep(0.05)
+
+
+# -- revisions ---------------------------------------------------------------------------------
+
+
+def test_canary_splits_by_weight_and_a_request_id_sticks(admin: Client, srv: dict) -> None:
+    name = _dep(admin, srv)
+    d = admin.revise(
+        name,
+        [
+            {"model": "clf", "version": 1, "weight": 80, "mode": "live"},
+            {"model": "clf", "version": 2, "weight": 20, "mode": "live"},
+        ],
+    )
+    assert d["revision"] == 2 and [r["weight"] for r in d["routes"]] == [80, 20]
+    row = [srv["rows"][0]]
+    seen = [admin.predict(name, row)["version"] for _ in range(150)]
+    assert set(seen) == {1, 2} and 5 <= seen.count(2) <= 60
+    for rid in ("a", "b", "c", "d"):
+        first = admin.predict(name, row, request_id=rid)["version"]
+        assert all(admin.predict(name, row, request_id=rid)["version"] == first for _ in range(5))
+
+
+def test_shadow_answers_are_logged_never_returned(admin: Client, srv: dict, platform) -> None:
+    name = _dep(admin, srv)
+    d = admin.revise(
+        name,
+        [
+            {"model": "clf", "version": 1, "weight": 100, "mode": "live"},
+            {"model": "clf", "version": 3, "mode": "shadow"},
+        ],
+    )
+    out = admin.predict(name, srv["rows"][:5])
+    assert out["version"] == 1 and len(out["predictions"]) == 5
+    log = _log_rows(platform, d, 10)
+    assert sorted(log["mode"].value_counts().items()) == [("live", 5), ("shadow", 5)]
+    shadow = log[log["mode"] == "shadow"]
+    assert set(shadow["prediction_id"]) == {p["id"] for p in out["predictions"]}
+    assert shadow["model_version_id"].nunique() == 1
+    assert (
+        shadow["model_version_id"].iloc[0] != log[log["mode"] == "live"]["model_version_id"].iloc[0]
+    )
+
+
+def test_rollback_serves_the_previous_revision_and_is_audited(admin: Client, srv: dict) -> None:
+    name = _dep(admin, srv)
+    with pytest.raises(InvalidInput) as none:
+        admin.rollback(name)
+    assert none.value.details["field"] == "revision"
+    admin.revise(name, [{"model": "clf", "version": 2, "weight": 100}])
+    assert admin.predict(name, srv["rows"][:1])["version"] == 2
+    d = admin.rollback(name)
+    assert d["revision"] == 3 and d["routes"][0]["version"] == 1
+    assert admin.predict(name, srv["rows"][:1])["version"] == 1
+    revs = admin.revisions(name)
+    assert [(r["revision"], r["current"]) for r in revs] == [(3, True), (2, False), (1, False)]
+    events = [e for e in admin.audit(srv["slug"], limit=500) if e["target"] == f"deployment:{name}"]
+    actions = sorted(e["action"] for e in events)
+    assert actions == ["deployment.revise", "deployment.revise", "deployment.rollback"]
+    rb = next(e for e in events if e["action"] == "deployment.rollback")
+    assert rb["detail"]["rolled_back_to"] == 1 and rb["detail"]["previous_revision"] == 2
+
+
+def test_only_devops_and_owners_change_deployments(
+    admin: Client, srv: dict, new_user, client_for
+) -> None:
+    name = _dep(admin, srv)
+    members = {}
+    for role in ("devops", "data_scientist"):
+        email, token = new_user(prefix=role)
+        admin.add_member(srv["slug"], email, role)
+        members[role] = client_for(token)
+    route = [{"model": "clf", "version": 2, "weight": 100}]
+    with pytest.raises(Forbidden):
+        members["data_scientist"].revise(name, route)
+    with pytest.raises(Forbidden):
+        members["data_scientist"].rollback(name)
+    assert members["devops"].revise(name, route)["revision"] == 2
+    assert members["devops"].rollback(name)["routes"][0]["version"] == 1
+
+
+def test_production_takes_only_versions_holding_the_alias(
+    admin: Client, srv: dict, new_user, client_for
+) -> None:
+    name = uid("prod")
+    with pytest.raises(InvalidInput) as bad:
+        admin.deploy(srv["slug"], name, "clf", 2, stage="production")
+    assert bad.value.details["field"] == "routes[0].version"
+    assert "production" in bad.value.message
+    email, token = new_user(prefix="qa")
+    admin.add_member(srv["slug"], email, "qa")
+    req = admin.request_promotion(srv["slug"], "clf", 2, "good enough")
+    client_for(token).approve_promotion(srv["slug"], req["number"], "qa", "tests green")
+    d = admin.deploy(srv["slug"], name, "clf", 2, stage="production")
+    assert d["stage"] == "production"
+    # a shadow needs no alias; a live canary does
+    shadow = [
+        {"model": "clf", "version": 2, "weight": 100},
+        {"model": "clf", "version": 3, "mode": "shadow"},
+    ]
+    assert admin.revise(name, shadow)["revision"] == 2
+    with pytest.raises(InvalidInput) as canary:
+        admin.revise(
+            name,
+            [
+                {"model": "clf", "version": 2, "weight": 95},
+                {"model": "clf", "version": 3, "weight": 5},
+            ],
+        )
+    assert canary.value.details["field"] == "routes[1].version"
+    # staging takes any version
+    assert admin.deploy(srv["slug"], uid("stg"), "clf", 3)["stage"] == "staging"
+
+
+@pytest.mark.parametrize(
+    ("routes", "field"),
+    [
+        ([], "routes"),
+        ([{"model": "clf", "version": 1, "weight": 60}], "routes"),
+        ([{"model": "clf", "version": 1, "weight": 100, "mode": "dark"}], "routes[0].mode"),
+        ([{"model": "clf", "version": 1, "weight": 101}], "routes[0].weight"),
+        ([{"model": "clf", "weight": 100}], "routes[0].version"),
+        (
+            [
+                {"model": "clf", "version": 1, "weight": 50},
+                {"model": "clf", "version": 1, "weight": 50},
+            ],
+            "routes[1].version",
+        ),
+        ([{"model": "clf", "version": 1, "weight": 100, "extra": 1}], "routes[0]"),
+    ],
+)
+def test_bad_routes_are_400_naming_the_field(admin: Client, srv: dict, routes, field) -> None:
+    name = _dep(admin, srv)
+    with pytest.raises(InvalidInput) as bad:
+        admin.revise(name, routes)
+    assert bad.value.details["field"] == field
+    assert admin.deployment(name)["revision"] == 1
+
+
+# -- Open Inference Protocol v2 ------------------------------------------------------------------
+
+
+def _columns(srv: dict) -> list[str]:
+    return list(srv["rows"][0])
+
+
+def test_oip_health_metadata_and_infer(admin: Client, srv: dict) -> None:
+    name, raw, rows = _dep(admin, srv), srv["raw"], srv["rows"][:3]
+    assert raw.get("/v2/health/live").json() == {"live": True}
+    assert raw.get("/v2/health/ready").status_code == 200
+    meta = raw.get(f"/v2/models/{name}").json()
+    assert meta["name"] == name and meta["versions"] == ["1"]
+    assert [i["name"] for i in meta["inputs"]] == _columns(srv)
+    assert all(i["datatype"] == "FP64" for i in meta["inputs"])
+    assert raw.get(f"/v2/models/{name}/ready").status_code == 200
+    expected = [p["output"] for p in admin.predict(name, rows)["predictions"]]
+
+    per_column = {
+        "id": "req-1",
+        "inputs": [
+            {"name": c, "datatype": "FP64", "shape": [3], "data": [r[c] for r in rows]}
+            for c in _columns(srv)
+        ],
+    }
+    out = raw.post(f"/v2/models/{name}/infer", json=per_column).json()
+    assert out["id"] == "req-1" and out["model_name"] == name and out["model_version"] == "1"
+    assert out["outputs"][0]["shape"] == [3] and out["outputs"][0]["data"] == expected
+    assert len(out["parameters"]["prediction_ids"].split(",")) == 3
+
+    matrix = [[r[c] for c in _columns(srv)] for r in rows]
+    single = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [3, 30], "data": matrix}]}
+    # no Content-Type, as tritonclient sends it
+    resp = raw.post(
+        f"/v2/models/{name}/infer", content=httpx.Request("POST", "/", json=single).content
+    )
+    assert resp.status_code == 200 and resp.json()["outputs"][0]["data"] == expected
+
+
+def _good(cols: list[str]) -> list[dict]:
+    return [{"name": c, "datatype": "FP64", "shape": [1], "data": [1.0]} for c in cols]
+
+
+BAD_OIP = [
+    pytest.param(lambda g: g[1:], "mean radius", id="missing-column"),
+    pytest.param(
+        lambda g: [{**g[0], "datatype": "BYTES", "data": ["a"]}, *g[1:]],
+        "mean radius",
+        id="wrong-datatype",
+    ),
+    pytest.param(lambda g: [{**g[0], "shape": [2]}, *g[1:]], "mean radius", id="wrong-shape"),
+    pytest.param(
+        lambda g: [{"name": "x", "datatype": "FP64", "shape": [1, 29], "data": [[1.0] * 29]}],
+        "[n, 30]",
+        id="wrong-matrix-width",
+    ),
+    pytest.param(lambda g: [*g, {**g[0], "name": "nope"}], "nope", id="unknown-tensor"),
+    pytest.param(lambda g: [], "inputs", id="no-inputs"),
+    pytest.param(lambda g: [{**g[0], "data": None}, *g[1:]], "data", id="no-data"),
+    pytest.param(
+        lambda g: [{**g[0], "data": [None]}, *g[1:]][:0] + [{"name": "x"}], "datatype", id="no-type"
+    ),
+]
+
+
+@pytest.mark.parametrize(("make", "says"), BAD_OIP)
+def test_oip_bad_input_is_400_naming_the_field(admin: Client, srv: dict, make, says) -> None:
+    name = srv.setdefault("oip_dep", _dep(admin, srv))
+    body = {"inputs": make(_good(_columns(srv)))}
+    resp = srv["raw"].post(f"/v2/models/{name}/infer", json=body)
+    assert resp.status_code == 400, resp.text
+    assert isinstance(resp.json()["error"], str) and says in resp.json()["error"]
+
+
+def test_oip_errors_are_error_strings(admin: Client, srv: dict) -> None:
+    raw = srv["raw"]
+    assert raw.post("/v2/models/nope/infer", content=b"{").status_code == 400
+    missing = raw.get("/v2/models/no-such-deployment")
+    assert missing.status_code == 404 and isinstance(missing.json()["error"], str)
+    anon = raw.post("/v2/models/x/infer", json={}, headers={"Authorization": ""})
+    assert anon.status_code == 401 and isinstance(anon.json()["error"], str)
+
+
+# -- MLflow scoring protocol -------------------------------------------------------------------
+
+
+def test_mlflow_invocations_in_every_format(admin: Client, srv: dict) -> None:
+    name, raw, rows = _dep(admin, srv), srv["raw"], srv["rows"][:4]
+    cols = _columns(srv)
+    expected = [p["output"] for p in admin.predict(name, rows)["predictions"]]
+    url = f"/api/v1/deployments/{name}/invocations"
+    bodies = {
+        "dataframe_split": {"columns": cols, "data": [[r[c] for c in cols] for r in rows]},
+        "dataframe_records": rows,
+        "instances": rows,
+        "inputs": {c: [r[c] for r in rows] for c in cols},
+    }
+    for key, payload in bodies.items():
+        resp = raw.post(url, json={key: payload})
+        assert resp.status_code == 200, (key, resp.text)
+        assert resp.json() == {"predictions": expected}, key
+    rows_in_order = raw.post(url, json={"instances": [[r[c] for c in cols] for r in rows]})
+    assert rows_in_order.json() == {"predictions": expected}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        ({"dataframe_records": [{}], "instances": [{}]}, 400, "exactly one"),
+        ({}, 400, "exactly one"),
+        ({"dataframe_records": [{"mean radius": 1.0}]}, 400, "missing column"),
+        ({"dataframe_split": {"columns": ["a"], "data": [[1, 2]]}}, 400, "dataframe_split.data[0]"),
+        ({"instances": [["x"] * 30]}, 400, "instances[0].mean radius"),
+        ({"inputs": {"mean radius": [1.0]}}, 400, "missing column"),
+    ],
+)
+def test_mlflow_invocations_refuse_bad_input(
+    admin: Client, srv: dict, body, status: int, says: str
+) -> None:
+    name = srv.setdefault("mlflow_dep", _dep(admin, srv))
+    resp = srv["raw"].post(f"/api/v1/deployments/{name}/invocations", json=body)
+    assert resp.status_code == status, resp.text
+    assert resp.json()["error_code"] == "BAD_REQUEST" and says in resp.json()["message"]
+
+
+def test_mlflow_invocations_refuse_csv_with_415(admin: Client, srv: dict) -> None:
+    name = srv.setdefault("mlflow_dep", _dep(admin, srv))
+    resp = srv["raw"].post(
+        f"/api/v1/deployments/{name}/invocations",
+        content=b"a,b\n1,2\n",
+        headers={"Content-Type": "text/csv"},
+    )
+    assert resp.status_code == 415
+
+
+# -- metrics -----------------------------------------------------------------------------------
+
+
+def test_metrics_count_requests_errors_and_latency(admin: Client, srv: dict) -> None:
+    name = _dep(admin, srv)
+    for _ in range(3):
+        admin.predict(name, srv["rows"][:2])
+    with pytest.raises(InvalidInput):
+        admin.predict(name, [{"x": 1}])
+    text = srv["raw"].get("/metrics").text
+    labels = f'deployment="{name}",mode="live",model="clf",version="1"'
+    assert f"mlteam_predict_requests_total{{{labels}}} 4.0" in text
+    assert f"mlteam_predict_errors_total{{{labels}}} 1.0" in text
+    assert f"mlteam_predict_rows_total{{{labels}}} 6.0" in text
+    assert f"mlteam_predict_latency_seconds_count{{{labels}}} 3.0" in text
+    assert "mlteam_predict_latency_seconds_bucket{" in text
+
+
+# -- real server processes ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live(live_server, cancer_csv: Path) -> dict:
+    res = live_server.cli("users", "create", f"{uid('srvroot')}@example.com", "--admin")
+    token = res.stdout.strip().splitlines()[-1]
+    c = Client(live_server.url, token)
+    slug = uid("live")
+    c.create_project(slug)
+    c.upload(slug, "cancer", cancer_csv)
+    job = c.wait(c.train(slug, "cancer", "target", register_as="clf")["id"], timeout=300)
+    c.register(slug, "clf", job["result"]["best_run_id"])  # v2
+    frame = pd.read_csv(cancer_csv).drop(columns="target")
+    return {"c": c, "token": token, "slug": slug, "rows": frame.head(5).to_dict(orient="records")}
+
+
+def test_tritonclient_against_a_live_server(live_server, live: dict) -> None:
+    import tritonclient.http as triton
+    from tritonclient.utils import InferenceServerException
+
+    name = uid("triton")
+    live["c"].deploy(live["slug"], name, "clf", 1)
+    headers = {"Authorization": f"Bearer {live['token']}"}
+    tc = triton.InferenceServerClient(live_server.url.removeprefix("http://"))
+    try:
+        assert tc.is_server_live() and tc.is_server_ready()
+        assert tc.is_model_ready(name, headers=headers)
+        meta = tc.get_model_metadata(name, headers=headers)
+        cols = [i["name"] for i in meta["inputs"]]
+        x = np.array([[r[c] for c in cols] for r in live["rows"]], dtype=np.float64)
+        inp = triton.InferInput("x", list(x.shape), "FP64")
+        inp.set_data_from_numpy(x, binary_data=False)
+        out = triton.InferRequestedOutput("predict", binary_data=False)
+        res = tc.infer(name, [inp], outputs=[out], headers=headers, request_id="r1")
+        expected = [p["output"] for p in live["c"].predict(name, live["rows"])["predictions"]]
+        assert res.as_numpy("predict").tolist() == expected
+        per_col = []
+        for i, col in enumerate(cols):
+            t = triton.InferInput(col, [len(x)], "FP64")
+            t.set_data_from_numpy(x[:, i], binary_data=False)
+            per_col.append(t)
+        res = tc.infer(name, per_col, outputs=[out], headers=headers)
+        assert res.as_numpy("predict").tolist() == expected
+        with pytest.raises(InferenceServerException) as bad:
+            tc.infer(name, per_col[1:], outputs=[out], headers=headers)
+        assert cols[0] in str(bad.value)
+    finally:
+        tc.close()
+
+
+def test_switching_revisions_under_load_fails_no_request(live_server, live: dict) -> None:
+    c, name = live["c"], uid("switch")
+    c.deploy(live["slug"], name, "clf", 1)
+    stop = threading.Event()
+    results: list[tuple[int, int | None]] = []
+
+    def hammer() -> None:
+        with Client(live_server.url, live["token"]) as mine:
+            while not stop.is_set():
+                try:
+                    results.append((0, mine.predict(name, live["rows"][:1])["version"]))
+                except Exception:
+                    results.append((1, None))
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.3)
+        for i in range(6):
+            if i % 3 == 2:
+                c.rollback(name)
+            else:
+                v = 2 if i % 2 == 0 else 1
+                c.revise(name, [{"model": "clf", "version": v, "weight": 100}])
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    errors = sum(e for e, _ in results)
+    assert errors == 0 and len(results) > 20
+    assert {v for _, v in results} == {1, 2}
+
+
+def test_prediction_log_keeps_every_request_through_sigterm(
+    live_server, live: dict, server_factory
+) -> None:
+    # a second replica on the same database and artifacts; stopping it with SIGTERM flushes
+    name = uid("term")
+    dep = live["c"].deploy(live["slug"], name, "clf", 1)
+    replica = server_factory(home=live_server.home, db_url=live_server.db_url)
+    replica.env["MLTEAM_PREDICTION_FLUSH_SECONDS"] = "30"  # nothing written before the stop
+    replica.start()
+    n = 37
+    with Client(replica.url, live["token"]) as c:
+        for i in range(n):
+            c.predict(name, live["rows"][i % 5 : i % 5 + 1])
+    folder = live_server.home / "artifacts" / "predictions" / dep["id"]
+    assert not glob.glob(str(folder / "*.parquet"))
+    replica.proc.send_signal(15)
+    # uvicorn shuts down gracefully, then re-raises the signal: the exit status is -15
+    assert replica.proc.wait(timeout=30) in (0, -15)
+    files = glob.glob(str(folder / "*.parquet"))
+    assert files
+    con = duckdb.connect()
+    count = con.execute("SELECT count(*) FROM read_parquet(?)", [files]).fetchall()[0][0]
+    con.close()
+    assert count == n
+    assert os.path.getsize(files[0]) > 0
+
+
+def test_cli_revise_show_rollback(live_server, live: dict) -> None:
+    name, token = uid("cli"), live["token"]
+    live["c"].deploy(live["slug"], name, "clf", 1)
+    cli = live_server.cli
+    out = cli(
+        "deployments", "revise", name, "--route", "clf:1:95", "--route", "clf:2:5", token=token
+    ).stdout
+    assert "revision 2" in out and "clf v1 95%" in out and "clf v2 5%" in out
+    shown = json.loads(
+        cli("deployments", "show", name, "--revisions", "--json", token=token).stdout
+    )
+    assert shown["revision"] == 2 and [r["revision"] for r in shown["revisions"]] == [2, 1]
+    assert "revision 3: clf v1 100%" in cli("deployments", "rollback", name, token=token).stdout
+    bad = cli("deployments", "revise", name, "--route", "clf:1:50", token=token, check=False)
+    assert bad.returncode == 1 and "add up to 100" in bad.stderr
+
+
+# -- batch scoring -----------------------------------------------------------------------------
+
+
+def test_batch_scoring_publishes_a_dataset_version_with_lineage(admin: Client, srv: dict) -> None:
+    slug = srv["slug"]
+    source = admin.dataset_version(slug, "cancer", 1)
+    job = admin.wait(admin.score(slug, "cancer", "clf", 1)["id"], timeout=120)
+    assert job["state"] == "succeeded", job["error"]
+    r = job["result"]
+    assert r["dataset"] == "cancer-scored" and r["version"] == 1 and r["rows"] == 569
+    out = admin.dataset_version(slug, "cancer-scored", 1)
+    assert out["parents"] == [source["id"]] and out["row_count"] == 569
+    assert out["source"]["kind"] == "batch_score" and out["source"]["model_version"] == 1
+    assert {"name": "prediction", "type": "int64"} in out["columns"]
+    assert any(e["action"] == "job.submit" for e in admin.audit(slug, limit=50))
+    with pytest.raises(InvalidInput) as bad:
+        admin.score(slug, "cancer-scored", "clf", 1)  # already has a prediction column
+    assert bad.value.details["field"] == "dataset"
+
+
+def test_only_devops_data_engineers_and_owners_batch_score(
+    admin: Client, srv: dict, new_user, client_for
+) -> None:
+    email, token = new_user(prefix="viewer")
+    admin.add_member(srv["slug"], email, "viewer")
+    with pytest.raises(Forbidden):
+        client_for(token).score(srv["slug"], "cancer", "clf", 1)
