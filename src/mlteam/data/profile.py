@@ -1,11 +1,12 @@
 """A profile per column of a Parquet file, computed by DuckDB at publish.
 
-For each column: type, count, nulls, distinct values (exact), and for numbers min/max/mean/
+For each column: type, count, nulls, distinct values, and for numbers min/max/mean/
 std/quartiles and a 20-bin histogram; for everything but floats the ten most frequent values.
-One parallel pass gives counts, nulls, min/max, mean/std, approximate quartiles and an
-approximate distinct count (HyperLogLog); a second gives the histograms, and a third the top
-values (whose map also makes the distinct count exact for columns of up to 50,000 values:
-`distinct_approx` says which). Values are plain JSON (no NaN/inf).
+One parallel pass gives counts, nulls, min/max, mean/std and an approximate distinct count
+(HyperLogLog); quartiles are exact up to 200,000 rows, else those of a ~200,000-row (Bernoulli)
+sample; two more passes give the histograms and the top values (whose map also makes the
+distinct count exact for columns of up to 50,000 values: `distinct_approx` says which).
+Values are plain JSON (no NaN/inf).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import duckdb
 from mlteam.data.ingest import connect
 
 BINS = 20
+EXACT_QUANTILE_ROWS = 200_000
 TOP = 10
 NUMERIC = (
     "TINYINT",
@@ -104,12 +106,12 @@ def profile_relation(con: duckdb.DuckDBPyConnection, rel: str) -> dict[str, Any]
                 f"max({q(n)})::DOUBLE",
                 f"avg({q(n)})",
                 f"stddev_samp({q(n)})",
-                f"approx_quantile({q(n)}, [0.25, 0.5, 0.75])",
             ]
         elif _orderable(t):
             parts += [f"min({q(n)})::VARCHAR", f"max({q(n)})::VARCHAR"]
     row = list(con.execute(f"SELECT {', '.join(parts)} FROM {rel}").fetchone() or ())
     rows = int(row.pop(0))
+    quartiles = _quartiles(con, rel, [n for n, t in types if is_numeric(t)], rows)
     cols: list[dict[str, Any]] = []
     hist: list[str] = []
     for n, t in types:
@@ -124,8 +126,8 @@ def profile_relation(con: duckdb.DuckDBPyConnection, rel: str) -> dict[str, Any]
             "distinct_approx": True,
         }
         if is_numeric(t):
-            lo, hi, avg, std, qs = (row.pop(0) for _ in range(5))
-            qs = qs or [None, None, None]
+            lo, hi, avg, std = (row.pop(0) for _ in range(4))
+            qs = quartiles.get(n) or [None, None, None]
             col.update(
                 min=_num(lo),
                 max=_num(hi),
@@ -138,24 +140,38 @@ def profile_relation(con: duckdb.DuckDBPyConnection, rel: str) -> dict[str, Any]
         elif _orderable(t):
             col.update(min=row.pop(0), max=row.pop(0))
         cols.append(col)
-    _histograms(con, rel, cols, hist)
-    _top_values(con, rel, cols)
+    _histograms_and_top_values(con, rel, cols, hist)
     return jsonable({"row_count": rows, "columns": cols})
+
+
+def _quartiles(
+    con: duckdb.DuckDBPyConnection, rel: str, names: list[str], rows: int
+) -> dict[str, list[Any]]:
+    """Exact quartiles up to EXACT_QUANTILE_ROWS rows; beyond, those of a block sample of
+    about that many rows (exact quantiles of millions of rows cost more than the ingest)."""
+    if not names or not rows:
+        return {}
+    src = rel
+    if rows > EXACT_QUANTILE_ROWS:
+        pct = max(0.1, 100.0 * EXACT_QUANTILE_ROWS / rows)
+        src = f"(SELECT * FROM {rel} USING SAMPLE {pct:.3f}% (bernoulli, 42))"
+    exprs = ", ".join(f"quantile_cont({q(n)}, [0.25, 0.5, 0.75])" for n in names)
+    row = con.execute(f"SELECT {exprs} FROM {src}").fetchone() or ()
+    return dict(zip(names, row, strict=True))
 
 
 def _orderable(typ: str) -> bool:
     return not typ.startswith(("STRUCT", "MAP", "UNION")) and not typ.endswith("]")
 
 
-def _histograms(
-    con: duckdb.DuckDBPyConnection, rel: str, cols: list[dict[str, Any]], names: list[str]
+def _histograms_and_top_values(
+    con: duckdb.DuckDBPyConnection, rel: str, cols: list[dict[str, Any]], numeric: list[str]
 ) -> None:
-    """Equal-width bins between min and max, all numeric columns in one pass."""
-    if not names:
-        return
+    """Equal-width histograms of numeric columns, and a value → count map of every column of
+    few values (but floats); a column of many values gets its own top-k query."""
     by_name = {c["name"]: c for c in cols}
-    exprs = []
-    for n in names:
+    exprs: list[str] = []
+    for n in numeric:
         lo, hi = by_name[n]["min"], by_name[n]["max"]
         width = (hi - lo) / BINS if hi > lo else 1.0
         # bin index 0..BINS-1; the maximum falls in the last bin
@@ -163,8 +179,23 @@ def _histograms(
             f"histogram(least({BINS - 1}, floor(({q(n)}::DOUBLE - {lo!r}) / {width!r}))::INT) "
             f"FILTER (WHERE {q(n)} IS NOT NULL)"  # least() would turn a NULL into the last bin
         )
-    row = con.execute(f"SELECT {', '.join(exprs)} FROM {rel}").fetchone() or ()
-    for n, hist in zip(names, row, strict=True):
+    small, large = [], []
+    for i, c in enumerate(cols):
+        c["top_values"] = None
+        non_null = c["count"] - c["nulls"]
+        if c["type"] in ("FLOAT", "DOUBLE") or not _orderable(c["type"]) or non_null == 0:
+            continue
+        if c["distinct"] >= 0.9 * non_null:  # (nearly) unique: every value is a "top" value
+            continue
+        (small if c["distinct"] <= 50_000 else large).append(i)
+    maps = [f"histogram({q(cols[i]['name'])})" for i in small]
+    # Two queries, not one: together their aggregate states outgrow a small memory limit.
+    row: list[Any] = []
+    for part in (exprs, maps):
+        if part:
+            row += list(con.execute(f"SELECT {', '.join(part)} FROM {rel}").fetchone() or ())
+    for n in numeric:
+        hist = row.pop(0)
         lo, hi = by_name[n]["min"], by_name[n]["max"]
         width = (hi - lo) / BINS if hi > lo else 1.0
         nbins = BINS if hi > lo else 1
@@ -176,30 +207,15 @@ def _histograms(
             "edges": [lo + width * i for i in range(nbins)] + [hi if hi > lo else lo + 1.0],
             "counts": counts,
         }
-
-
-def _top_values(con: duckdb.DuckDBPyConnection, rel: str, cols: list[dict[str, Any]]) -> None:
-    """The most frequent values of each column but floats and near-unique columns."""
-    small, large = [], []
-    for i, c in enumerate(cols):
-        c["top_values"] = None
-        non_null = c["count"] - c["nulls"]
-        if c["type"] in ("FLOAT", "DOUBLE") or not _orderable(c["type"]) or non_null == 0:
-            continue
-        if c["distinct"] >= 0.9 * non_null:  # (nearly) unique: every value is a "top" value
-            continue
-        (small if c["distinct"] <= 50_000 else large).append(i)
-    if small:  # one pass: a value → count map per column
-        exprs = ", ".join(f"histogram({q(cols[i]['name'])}::VARCHAR)" for i in small)
-        maps = con.execute(f"SELECT {exprs} FROM {rel}").fetchone() or ()
-        for i, m in zip(small, maps, strict=True):
-            top = sorted((m or {}).items(), key=lambda kv: (-kv[1], str(kv[0])))[:TOP]
-            cols[i].update(distinct=len(m or {}), distinct_approx=False)  # exact from the map
-            cols[i]["top_values"] = [{"value": v, "count": int(n)} for v, n in top]
+    for i in small:
+        m = {jsonable(k): int(v) for k, v in (row.pop(0) or {}).items()}
+        top = sorted(m.items(), key=lambda kv: (-kv[1], str(kv[0])))[:TOP]
+        cols[i]["top_values"] = [{"value": v, "count": n} for v, n in top]
+        cols[i].update(distinct=len(m), distinct_approx=False)  # exact from the map
     for i in large:
         name = q(cols[i]["name"])
-        rows = con.execute(
-            f"SELECT {name}::VARCHAR, count(*) FROM {rel} WHERE {name} IS NOT NULL "
+        top_rows = con.execute(
+            f"SELECT {name}, count(*) FROM {rel} WHERE {name} IS NOT NULL "
             f"GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {TOP}"
         ).fetchall()
-        cols[i]["top_values"] = [{"value": v, "count": int(n)} for v, n in rows]
+        cols[i]["top_values"] = [{"value": jsonable(v), "count": int(n)} for v, n in top_rows]

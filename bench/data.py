@@ -1,0 +1,146 @@
+"""Data ingest benchmark: mlteam ingest vs bare DuckDB vs pandas, one JSON line.
+
+    python bench/data.py            # 1,000,000 rows x 20 columns
+    python bench/data.py --quick    # 200,000 rows, under a minute
+
+(a) mlteam: the service layer in-process (`data.service.upload_version`, as the HTTP route calls
+    it, minus the HTTP transfer): CSV -> Parquet (DuckDB), SHA-256, profile of every column,
+    data checks (not null / unique / range over the new version, DuckDB), store + metadata row.
+(b) the limit: bare DuckDB `COPY (SELECT * FROM read_csv(...)) TO 'x.parquet'`.
+(c) what a user would otherwise do: pandas `read_csv` + `to_parquet` + `describe(include='all')`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def generate_csv(path: Path, rows: int, seed: int = 0) -> Path:
+    """rows x 20: 12 numeric (int/float, some nulls) and 8 categorical columns."""
+    rng = np.random.default_rng(seed)
+    chunk = 250_000
+    first = True
+    for start in range(0, rows, chunk):
+        n = min(chunk, rows - start)
+        cols: dict[str, object] = {"id": np.arange(start, start + n)}
+        for i in range(6):
+            cols[f"x{i}"] = np.round(rng.normal(i, 1 + i, n), 4)
+        for i in range(5):
+            cols[f"k{i}"] = rng.integers(0, 10 ** (i + 1), n)
+        for i in range(8):
+            cats = np.array([f"cat{i}_{j}" for j in range(3 + 4 * i)])
+            cols[f"c{i}"] = cats[rng.integers(0, len(cats), n)]
+        frame = pd.DataFrame(cols)
+        frame.loc[rng.random(n) < 0.01, "x0"] = np.nan
+        frame.to_csv(path, mode="w" if first else "a", header=first, index=False)
+        first = False
+    return path
+
+
+def time_mlteam(csv: Path, work: Path) -> float:
+    from mlteam.config import Settings
+    from mlteam.core.artifacts import ArtifactStore
+    from mlteam.core.auth import create_user
+    from mlteam.core.db import Database
+    from mlteam.core.migrate import upgrade
+    from mlteam.data import service
+    from mlteam.projects import service as projects
+
+    url = f"sqlite:///{work / 'bench.db'}"
+    upgrade(url)
+    settings = Settings(home=work / "home", db_url=url)
+    db, store = Database(url), ArtifactStore(str(work / "artifacts"))
+    with db.session() as s:
+        user, _ = create_user(s, None, "bench@example.com", admin=True)
+        projects.create_project(s, user, "bench")
+    t0 = time.perf_counter()
+    with db.session() as s:
+        user = s.merge(user)
+        version, _ = service.upload_version(s, user, store, "bench", "data", str(csv), fmt="csv")
+        run_checks(store.path(version.key))
+    elapsed = time.perf_counter() - t0
+    assert version.profile and version.row_count > 0
+    db.dispose()
+    del settings
+    return elapsed
+
+
+def run_checks(parquet: str) -> None:
+    """The data checks a pipeline would declare on this output, as DuckDB queries."""
+    import duckdb
+
+    con = duckdb.connect()
+    t = f"read_parquet('{parquet}')"
+    failed = con.execute(
+        f"SELECT count(*) FILTER (WHERE id IS NULL), count(*) - count(DISTINCT id), "
+        f"count(*) FILTER (WHERE k0 NOT BETWEEN 0 AND 9), "
+        f"count(*) FILTER (WHERE c0 NOT IN ('cat0_0', 'cat0_1', 'cat0_2')) FROM {t}"
+    ).fetchone()
+    assert failed == (0, 0, 0, 0), failed
+    con.close()
+
+
+def time_duckdb(csv: Path, work: Path) -> float:
+    import duckdb
+
+    t0 = time.perf_counter()
+    con = duckdb.connect()
+    con.execute(
+        f"COPY (SELECT * FROM read_csv('{csv}')) TO '{work / 'x.parquet'}' (FORMAT parquet)"
+    )
+    con.close()
+    return time.perf_counter() - t0
+
+
+def time_pandas(csv: Path, work: Path) -> float:
+    t0 = time.perf_counter()
+    frame = pd.read_csv(csv)
+    frame.to_parquet(work / "p.parquet")
+    frame.describe(include="all")
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="200,000 rows instead of 1,000,000")
+    ap.add_argument("--rows", type=int, default=None)
+    args = ap.parse_args()
+    rows = args.rows or (200_000 if args.quick else 1_000_000)
+    with tempfile.TemporaryDirectory(prefix="mlteam-bench-data-") as tmp:
+        work = Path(tmp)
+        csv = generate_csv(work / "data.csv", rows)
+        size_mb = os.path.getsize(csv) / 1e6
+        b = time_duckdb(csv, work)
+        c = time_pandas(csv, work)
+        a = time_mlteam(csv, work)
+    print(
+        json.dumps(
+            {
+                "bench": "data_ingest",
+                "rows": rows,
+                "columns": 20,
+                "csv_mb": round(size_mb, 1),
+                "mlteam_s": round(a, 3),
+                "duckdb_s": round(b, 3),
+                "pandas_s": round(c, 3),
+                "vs_duckdb": round(a / b, 2),
+                "vs_pandas": round(a / c, 2),
+                "mode": "in-process service layer",
+                "cpus": os.cpu_count(),
+            }
+        )
+    )
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
