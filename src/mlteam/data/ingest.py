@@ -19,7 +19,7 @@ from typing import Any
 
 import duckdb
 
-from mlteam.core.errors import InvalidInput
+from mlteam.core.errors import InvalidInput, Unavailable
 
 MEMORY_LIMIT = os.environ.get("MLTEAM_INGEST_MEMORY_LIMIT", "128MB")
 THREADS = int(os.environ.get("MLTEAM_INGEST_THREADS", "0")) or min(8, os.cpu_count() or 1)
@@ -123,6 +123,12 @@ def csv_to_parquet(path: str, out: str, types: dict[str, str] | None = None) -> 
                     raise _fault(path, str(err), pinned) from err
                 as_text[col] = "VARCHAR"  # sniffed from the first rows; text after all
                 continue
+            except duckdb.OutOfMemoryException as err:  # the platform's budget, not the file
+                raise Unavailable(
+                    f"the ingest ran out of its memory budget ({MEMORY_LIMIT}); an operator can "
+                    "raise MLTEAM_INGEST_MEMORY_LIMIT",
+                    {"field": "file"},
+                ) from err
             except duckdb.Error as err:
                 raise _fault(path, str(err), pinned) from err
             rows = con.execute(f"SELECT count(*) FROM read_parquet({_sql_str(out)})").fetchone()
