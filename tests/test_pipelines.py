@@ -507,6 +507,9 @@ def test_cli_sources_and_pipelines(live_server, tmp_path):
     shown = json.loads(cli("data", "pipelines", "show", slug, "doubled").output)
     assert shown["params"] == {"k": 2}
     assert "doubled" in cli("data", "pipelines", "list", slug).output
+    cli("data", "pipelines", "delete", slug, "doubled")
+    assert "doubled" not in cli("data", "pipelines", "list", slug).output
+    assert json.loads(cli("data", "versions", slug, "doubled", "--json").output)[0]["n"] == 1
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed\n")
     assert (

@@ -135,6 +135,14 @@ def show_pipeline(project: str, name: str) -> None:
         show(client().pipeline(project, name))
 
 
+@pipelines_app.command("delete")
+def delete_pipeline(project: str, name: str) -> None:
+    """Remove a pipeline (the versions it published stay)."""
+    with errors():
+        client().delete_pipeline(project, name)
+        typer.echo(f"pipeline {name} deleted")
+
+
 @pipelines_app.command("run")
 def run_pipeline(
     project: str,
