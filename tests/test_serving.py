@@ -508,3 +508,35 @@ def test_only_devops_data_engineers_and_owners_batch_score(
     admin.add_member(srv["slug"], email, "viewer")
     with pytest.raises(Forbidden):
         client_for(token).score(srv["slug"], "cancer", "clf", 1)
+
+
+# -- runtime -------------------------------------------------------------------------------------
+
+
+def test_models_without_named_columns_skip_pandas_and_answer_the_same() -> None:
+    import warnings
+
+    import skops.io as sio
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from mlteam.serving import runtime
+
+    X, y = load_breast_cancer(as_frame=True, return_X_y=True)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(X, y)
+
+    class Store:
+        def read_bytes(self, key: str) -> bytes:
+            return sio.dumps(model)
+
+    sig = {"inputs": [{"name": c, "type": "double"} for c in X.columns]}
+    predict = runtime._sklearn_loader(Store(), "k", sig)
+    assert predict.__name__ == "predict_array"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "X does not have valid feature names"
+        cols = runtime.check_columns({c: X[c].tolist() for c in X.columns}, sig)
+        assert predict(cols) == model.predict(X).tolist()
+    reordered = {"inputs": list(reversed(sig["inputs"]))}
+    assert runtime._sklearn_loader(Store(), "k", reordered).__name__ == "predict_frame"

@@ -15,7 +15,14 @@ from collections.abc import Callable
 from typing import Any
 
 from mlteam.core.errors import InvalidInput
-from mlteam.serving.runtime import Columns, LoadedModel, check_columns, check_records, check_rows
+from mlteam.serving.runtime import (
+    Columns,
+    LoadedModel,
+    check_columns,
+    check_records,
+    check_rows,
+    check_split,
+)
 
 # Open Inference datatypes and the signature types each may feed.
 NUMERIC = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64"}
@@ -193,20 +200,7 @@ def mlflow_checker(body: Any) -> Callable[[LoadedModel], Columns]:
                     "dataframe_split.columns must be a list of column names",
                     {"field": "dataframe_split.columns"},
                 )
-            if not isinstance(data, list) or not data:
-                raise InvalidInput(
-                    "dataframe_split.data must be a non-empty list of rows",
-                    {"field": "dataframe_split.data"},
-                )
-            records = []
-            for i, row in enumerate(data):
-                if not isinstance(row, list) or len(row) != len(cols):
-                    raise InvalidInput(
-                        f"dataframe_split.data[{i}]: expected {len(cols)} values",
-                        {"field": f"dataframe_split.data[{i}]"},
-                    )
-                records.append(dict(zip(cols, row, strict=True)))
-            return check_records(records, model.signature, "dataframe_split.data")
+            return check_split(cols, data, model.signature, "dataframe_split.data")
         if key == "dataframe_records":
             return check_records(payload, model.signature, key)
         # instances / inputs: records, rows in signature order, or {column: [values]}

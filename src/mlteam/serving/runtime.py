@@ -33,17 +33,62 @@ def _plain(values: Any) -> list[Any]:
     return [v.item() if isinstance(v, np.generic) else v for v in values]
 
 
-def _sklearn_loader(store: ArtifactStore, artifact_key: str) -> Callable[[Columns], list[Any]]:
-    model = load_sklearn(store.read_bytes(f"{artifact_key}/model.skops"))
+def _needs_frame(model: Any) -> bool:
+    """Does the model select columns by name (a ColumnTransformer somewhere in a Pipeline)?"""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
 
-    def predict(columns: Columns) -> list[Any]:
+    if isinstance(model, ColumnTransformer):
+        return True
+    if isinstance(model, Pipeline):
+        return any(_needs_frame(step) for _, step in model.steps)
+    return False
+
+
+def _forget_names(model: Any) -> None:
+    """Drop the fitted column names of a model (and a Pipeline's steps) fed arrays from now on."""
+    from sklearn.pipeline import Pipeline
+
+    if "feature_names_in_" in vars(model):
+        del model.feature_names_in_
+    if isinstance(model, Pipeline):
+        for _, step in model.steps:
+            _forget_names(step)
+
+
+def _sklearn_loader(
+    store: ArtifactStore, artifact_key: str, signature: dict[str, Any]
+) -> Callable[[Columns], list[Any]]:
+    model = load_sklearn(store.read_bytes(f"{artifact_key}/model.skops"))
+    names = [c["name"] for c in signature.get("inputs", [])]
+    numeric = all(c["type"] in ("double", "long") for c in signature.get("inputs", []))
+    fitted = getattr(model, "feature_names_in_", None)
+    in_order = fitted is None or list(fitted) == names
+    if numeric and in_order and names and not _needs_frame(model):
+        # The model takes a plain 2-D array: build it straight from the checked columns, in
+        # signature order, without pandas (the single-row hot path). A model fitted on a
+        # DataFrame remembers its column names and would warn on every call; the names are
+        # checked equal above, so that check is dropped once here.
+        if fitted is not None:
+            _forget_names(model)
+
+        def predict_array(columns: Columns) -> list[Any]:
+            x = np.array([columns[n] for n in names], dtype=np.float64).T
+            return _plain(model.predict(x))
+
+        return predict_array
+
+    def predict_frame(columns: Columns) -> list[Any]:
+        # scikit-learn selects columns by name only on a pandas DataFrame
         return _plain(model.predict(pd.DataFrame(columns)))
 
-    return predict
+    return predict_frame
 
 
-# model format → loader(store, artifact key) → predict(columns) -> outputs
-LOADERS: dict[str, Callable[[ArtifactStore, str], Callable[[Columns], list[Any]]]] = {
+# model format → loader(store, artifact key, signature) → predict(columns) -> outputs
+LOADERS: dict[
+    str, Callable[[ArtifactStore, str, dict[str, Any]], Callable[[Columns], list[Any]]]
+] = {
     "sklearn-skops": _sklearn_loader,
 }
 
@@ -97,12 +142,20 @@ class ModelCache:
                         {"field": "format"},
                     )
                 self._models[version_id] = LoadedModel(
-                    version_id, model, version, fmt, signature, loader(self.store, artifact_key)
+                    version_id,
+                    model,
+                    version,
+                    fmt,
+                    signature,
+                    loader(self.store, artifact_key, signature),
                 )
             return self._models[version_id]
 
 
 def _coerce(value: Any, kind: str, field: str) -> Any:
+    t = type(value)
+    if (t is float or t is int) and kind in ("double", "long"):
+        return float(value)
     if value is None:
         return math.nan if kind in ("double", "long") else None
     if kind in ("double", "long"):
@@ -124,6 +177,18 @@ def _coerce(value: Any, kind: str, field: str) -> Any:
             {"field": field, "expected": kind},
         )
     return value
+
+
+def _numbers(values: list[Any]) -> bool:
+    """Every value a plain int or float (the common case, checked without a call per value)."""
+    return all(type(v) is float or type(v) is int for v in values)
+
+
+def _column(values: list[Any], kind: str, field: str) -> list[Any]:
+    """One column's values checked (and None made NaN for numbers); errors name row `i`."""
+    if kind in ("double", "long") and _numbers(values):
+        return values
+    return [_coerce(v, kind, f"{field}[{i}]") for i, v in enumerate(values)]
 
 
 def _check_rows(n: int, field: str) -> None:
@@ -159,7 +224,6 @@ def check_rows(rows: Any, signature: dict[str, Any], field: str = "inputs") -> C
         raise InvalidInput(f"{field} must be a non-empty list of rows", {"field": field})
     _check_rows(len(rows), field)
     inputs = signature.get("inputs", [])
-    columns: Columns = {c["name"]: [] for c in inputs}
     for i, row in enumerate(rows):
         if not isinstance(row, list) or len(row) != len(inputs):
             raise InvalidInput(
@@ -167,10 +231,45 @@ def check_rows(rows: Any, signature: dict[str, Any], field: str = "inputs") -> C
                 f"({', '.join(c['name'] for c in inputs[:5])}{', ...' if len(inputs) > 5 else ''})",
                 {"field": f"{field}[{i}]", "expected_length": len(inputs)},
             )
-        for col, value in zip(inputs, row, strict=True):
-            name = col["name"]
-            columns[name].append(_coerce(value, col["type"], f"{field}[{i}].{name}"))
+    return _rows_to_columns(rows, list(range(len(inputs))), signature, field)
+
+
+def _rows_to_columns(
+    rows: list[list[Any]], index: list[int], signature: dict[str, Any], field: str
+) -> Columns:
+    """Columns from rows whose value for signature column j sits at `index[j]`."""
+    columns: Columns = {}
+    for col, j in zip(signature.get("inputs", []), index, strict=True):
+        name, kind = col["name"], col["type"]
+        values = [row[j] for row in rows]
+        if kind in ("double", "long") and _numbers(values):
+            columns[name] = values
+            continue
+        columns[name] = [_coerce(v, kind, f"{field}[{i}].{name}") for i, v in enumerate(values)]
     return columns
+
+
+def check_split(
+    names: list[str], rows: Any, signature: dict[str, Any], field: str = "data"
+) -> Columns:
+    """Validate rows of values under column `names` (MLflow's dataframe_split)."""
+    if not isinstance(rows, list) or not rows:
+        raise InvalidInput(f"{field} must be a non-empty list of rows", {"field": field})
+    _check_rows(len(rows), field)
+    for i, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != len(names):
+            raise InvalidInput(
+                f"{field}[{i}]: expected {len(names)} values", {"field": f"{field}[{i}]"}
+            )
+    position = {n: j for j, n in enumerate(names)}
+    index = []
+    for col in signature.get("inputs", []):
+        if col["name"] not in position:
+            raise InvalidInput(
+                f"{field}: missing column {col['name']!r}", {"field": f"{field}.{col['name']}"}
+            )
+        index.append(position[col["name"]])
+    return _rows_to_columns(rows, index, signature, field)
 
 
 def check_columns(
@@ -199,7 +298,7 @@ def check_columns(
                 f"{field}.{name}: {len(values)} values where other columns have {n}",
                 {"field": f"{field}.{name}", "expected_length": n},
             )
-        out[name] = [_coerce(v, col["type"], f"{field}.{name}[{i}]") for i, v in enumerate(values)]
+        out[name] = _column(values, col["type"], f"{field}.{name}")
     if n is None:
         raise InvalidInput(f"{field} holds no columns", {"field": field})
     return out
