@@ -27,7 +27,7 @@ from mlteam.tracking import logged_models
 from mlteam.tracking import service as tracking
 
 router = APIRouter(include_in_schema=False)
-API = "/api/2.0/mlflow"
+API = "/mlflow"  # mounted under /api/2.0 and /mlflow/<project>/api/2.0 (server/app.py)
 MLFLOW_TYPES = {
     "double": "double",
     "float": "double",

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Mount
 
 from mlteam import __version__
 from mlteam.config import Settings
@@ -173,7 +174,19 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         return Response(m.render(), media_type=m.content_type)
 
     # MLflow's REST API: at the root (experiments named "<project>/<name>") and per project.
-    for mlflow_router in (tracking_mlflow, registry_mlflow):
-        app.include_router(mlflow_router)
-        app.include_router(mlflow_router, prefix="/mlflow/{project}")
+    # One mounted sub-app, matched first: an MLflow call does not walk every native route.
+    mlflow_api = _mlflow_app(platform)
+    app.router.routes[0:0] = [
+        Mount("/api/2.0", mlflow_api),
+        Mount("/mlflow/{project}/api/2.0", mlflow_api),
+    ]
     return app
+
+
+def _mlflow_app(platform: Platform) -> FastAPI:
+    sub = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    sub.state.platform = platform
+    install_error_handlers(sub)
+    sub.include_router(tracking_mlflow)
+    sub.include_router(registry_mlflow)
+    return sub

@@ -32,8 +32,8 @@ from mlteam.tracking import service as tracking
 from mlteam.tracking.models import Experiment, LoggedModel, Run
 
 router = APIRouter(include_in_schema=False)
-API = "/api/2.0/mlflow"
-ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
+API = "/mlflow"  # mounted under /api/2.0 and /mlflow/<project>/api/2.0 (server/app.py)
+ARTIFACTS = "/mlflow-artifacts/artifacts"
 DEFAULT = "Default"
 MAX_BATCH_METRICS, MAX_BATCH_PARAMS, MAX_BATCH_TAGS = 1000, 100, 100
 
@@ -77,18 +77,7 @@ def _runs_json(session: Session, runs: list[Run]) -> list[dict[str, Any]]:
         run_tags = {"mlflow.runName": run.name, **tags.get(run.id, {})}
         out.append(
             {
-                "info": {
-                    "run_id": run.id,
-                    "run_uuid": run.id,
-                    "run_name": run.name,
-                    "experiment_id": run.experiment_id,
-                    "user_id": run.user_id,
-                    "status": run.status,
-                    "start_time": run.start_time,
-                    "end_time": run.end_time,
-                    "artifact_uri": f"mlflow-artifacts:/runs/{run.id}/artifacts",
-                    "lifecycle_stage": run.lifecycle_stage,
-                },
+                "info": _run_info(run),
                 "data": {
                     "metrics": points.get(run.id, []),
                     "params": [{"key": k, "value": v} for k, v in params.get(run.id, {}).items()],
@@ -101,6 +90,21 @@ def _runs_json(session: Session, runs: list[Run]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _run_info(run: Run) -> dict[str, Any]:
+    return {
+        "run_id": run.id,
+        "run_uuid": run.id,
+        "run_name": run.name,
+        "experiment_id": run.experiment_id,
+        "user_id": run.user_id,
+        "status": run.status,
+        "start_time": run.start_time,
+        "end_time": run.end_time,
+        "artifact_uri": f"mlflow-artifacts:/runs/{run.id}/artifacts",
+        "lifecycle_stage": run.lifecycle_stage,
+    }
 
 
 def _run_json(session: Session, run: Run) -> dict[str, Any]:
@@ -254,7 +258,10 @@ async def create_run(request: Request, session: SessionDep, user: CurrentUser) -
     )
     if data.get("start_time"):
         run.start_time = int(data["start_time"])
-    return ok({"run": _run_json(session, run)})
+    # A new run holds only what was just given: answer without reading it back.
+    tags.setdefault("mlflow.runName", run.name)
+    data = {"metrics": [], "params": [], "tags": [{"key": k, "value": v} for k, v in tags.items()]}
+    return ok({"run": {"info": _run_info(run), "data": data, "inputs": {}, "outputs": {}}})
 
 
 @router.post(f"{API}/runs/update")
@@ -269,7 +276,7 @@ async def update_run(request: Request, session: SessionDep, user: CurrentUser) -
         end_time=int(end) if end not in (None, "") else None,
         name=data.get("run_name"),
     )
-    return ok({"run_info": _run_json(session, run)["info"]})
+    return ok({"run_info": _run_info(run)})
 
 
 @router.post(f"{API}/runs/delete")

@@ -363,7 +363,7 @@ def _key_values(session: Session, table: Any, run_ids: list[str]) -> dict[str, d
     out: dict[str, dict[str, str]] = {}
     for in_runs in _of_runs(session, table.c.run_id, run_ids):
         q = select(table.c.run_id, table.c.key, table.c.value).where(in_runs)
-        for run_id, key, value in session.execute(q).tuples().all():
+        for run_id, key, value in session.execute(q).all():
             out.setdefault(run_id, {})[key] = value
     return out
 
@@ -384,7 +384,7 @@ def latest_metrics_of(session: Session, run_ids: list[str]) -> dict[str, dict[st
     out: dict[str, dict[str, float]] = {}
     for in_runs in _of_runs(session, t.c.run_id, run_ids):
         q = select(t.c.run_id, t.c.key, t.c.value, t.c.is_nan).where(in_runs)
-        for run_id, key, value, is_nan in session.execute(q).tuples().all():
+        for run_id, key, value, is_nan in session.execute(q).all():
             out.setdefault(run_id, {})[key] = math.nan if is_nan else value
     return out
 
@@ -425,9 +425,9 @@ def describe_many(session: Session, runs: list[Run]) -> list[dict[str, Any]]:
     ids = [r.id for r in runs]
     exp_ids = sorted({r.experiment_id for r in runs})
     names = dict(
-        session.execute(select(Experiment.id, Experiment.name).where(Experiment.id.in_(exp_ids)))
-        .tuples()
-        .all()
+        session.execute(
+            select(Experiment.id, Experiment.name).where(Experiment.id.in_(exp_ids))
+        ).all()
     )
     params, tags, metrics = (
         params_of(session, ids),
