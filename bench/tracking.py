@@ -81,6 +81,10 @@ QUICK = {
     "search_warmups": 2,
     "rounds": 1,
 }
+# Every server and client process: logs unbuffered (complete even if killed), and no MLflow
+# usage telemetry (a background thread that phones home; in the client it can also race the
+# request path: "failed with exception '_MLFLOW_TELEMETRY_SESSION_ID'").
+QUIET_ENV = {"PYTHONUNBUFFERED": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}
 TARGETS = {"write_ratio": 5.0, "search_ratio": 10.0, "search_10k_median_ms": 50.0}
 
 
@@ -379,7 +383,7 @@ class Server:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 self.cmd,
-                env={**self.env, "PYTHONUNBUFFERED": "1"},  # logs complete even if killed
+                env={**self.env, **QUIET_ENV},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -459,6 +463,7 @@ class ClientProcess:
         self.name, self.uri, self.log = name, uri, log
         self.ready = False
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        env.update(QUIET_ENV)
         env["MLFLOW_TRACKING_URI"] = uri
         with open(log, "ab") as err:
             self.proc = subprocess.Popen(
@@ -776,6 +781,7 @@ def main() -> int:
         return 0
 
     signal.signal(signal.SIGTERM, _sigterm)
+    os.environ.update(QUIET_ENV)  # the in-process MLflow store too
     tmp = Path(tempfile.mkdtemp(prefix="mlteam-bench-"))
     failed = True
     started = time.perf_counter()
