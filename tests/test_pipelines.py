@@ -501,7 +501,7 @@ def test_cli_sources_and_pipelines(live_server, tmp_path):
     res = cli("data", "pipelines", "run", slug, "doubled", "-p", "k=3")
     assert "doubled v1 published" in res.output and "ok   range(v)" in res.output
     res = cli("data", "pipelines", "run", slug, "doubled", "-p", "k=-1", code=1)
-    assert "FAIL range(v): 2 rows" in res.output
+    assert "FAIL range(v): 2 rows" in res.output, res.output
     runs = json.loads(cli("data", "pipelines", "runs", slug, "doubled", "--json").output)
     assert [r["state"] for r in runs] == ["failed", "succeeded"]
     shown = json.loads(cli("data", "pipelines", "show", slug, "doubled").output)
@@ -554,7 +554,8 @@ def test_pipeline_killed_mid_run_publishes_nothing_and_fails(live_server, tmp_pa
     with pytest.raises(MlteamError, match="failed"):
         c.wait(job["id"], timeout=60, poll=0.1)
     after = c.job(job["id"])
-    assert after["state"] == "failed" and "exited" in after["error"]
+    # The executor saw its process exit (or, on a loaded machine, its heartbeat stop first).
+    assert after["state"] == "failed" and ("exited" in after["error"] or "died" in after["error"])
     with pytest.raises(NotFound):
         c.dataset_versions(slug, "slow-out")
     assert c.pipeline_runs(slug, "slow")[0]["job"]["state"] == "failed"
