@@ -153,12 +153,16 @@ def test_production_takes_only_versions_holding_the_alias(
     client_for(token).approve_promotion(srv["slug"], req["number"], "qa", "tests green")
     d = admin.deploy(srv["slug"], name, "clf", 2, stage="production")
     assert d["stage"] == "production"
+    # deploying again without a stage keeps production (and its alias rule)
+    assert admin.deploy(srv["slug"], name, "clf", 2)["stage"] == "production"
+    with pytest.raises(InvalidInput):
+        admin.deploy(srv["slug"], name, "clf", 3)
     # a shadow needs no alias; a live canary does
     shadow = [
         {"model": "clf", "version": 2, "weight": 100},
         {"model": "clf", "version": 3, "mode": "shadow"},
     ]
-    assert admin.revise(name, shadow)["revision"] == 2
+    assert admin.revise(name, shadow)["revision"] == 3
     with pytest.raises(InvalidInput) as canary:
         admin.revise(
             name,
@@ -355,16 +359,39 @@ def test_metrics_count_requests_errors_and_latency(admin: Client, srv: dict) -> 
 
 
 @pytest.fixture(scope="module")
-def live(live_server, cancer_csv: Path) -> dict:
+def live(live_server, cancer_csv: Path, tmp_path_factory) -> dict:
     res = live_server.cli("users", "create", f"{uid('srvroot')}@example.com", "--admin")
     token = res.stdout.strip().splitlines()[-1]
     c = Client(live_server.url, token)
     slug = uid("live")
     c.create_project(slug)
-    c.upload(slug, "cancer", cancer_csv)
-    job = c.wait(c.train(slug, "cancer", "target", register_as="clf")["id"], timeout=300)
-    c.register(slug, "clf", job["result"]["best_run_id"])  # v2
-    frame = pd.read_csv(cancer_csv).drop(columns="target")
+    # the model is fitted here and logged as a run's model (no training job: the live server's
+    # short heartbeat timeout fails jobs on a loaded machine, and this is faster)
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    data = pd.read_csv(cancer_csv)
+    frame = data.drop(columns="target")
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
+    model.fit(frame, data["target"])
+    folder = tmp_path_factory.mktemp("live-model")
+    sio.dump(model, folder / "model.skops")
+    sig = {
+        "inputs": [{"name": col, "type": "double"} for col in frame.columns],
+        "output": {"name": "target", "type": "long", "classes": [0, 1]},
+        "task": "classification",
+    }
+    (folder / "mlteam-model.json").write_text(
+        json.dumps({"format": "sklearn-skops", "signature": sig})
+    )
+    run = c.create_run(slug, "serving")
+    c.log_artifact(run["id"], folder / "model.skops", "model/model.skops")
+    c.log_artifact(run["id"], folder / "mlteam-model.json", "model/mlteam-model.json")
+    c.finish_run(run["id"])
+    c.register(slug, "clf", run["id"])  # v1
+    c.register(slug, "clf", run["id"])  # v2
     return {"c": c, "token": token, "slug": slug, "rows": frame.head(5).to_dict(orient="records")}
 
 

@@ -19,7 +19,9 @@ def deploy(
     name: str,
     model: str = typer.Option(..., help="Registered model."),
     version: str = typer.Option(..., help="Version number or alias."),
-    stage: str = typer.Option("staging", help="staging or production."),
+    stage: str | None = typer.Option(
+        None, help="staging or production; default: unchanged (new deployments: staging)."
+    ),
 ) -> None:
     """Create deployment NAME, or give it a new revision serving MODEL VERSION."""
     with errors():

@@ -14,12 +14,15 @@ class ServingAPI(Base):
         name: str,
         model: str | None = None,
         version: int | str | None = None,
-        stage: str = "staging",
+        stage: str | None = None,
         routes: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Create deployment `name` (or give it a new revision) serving `model` `version`, or
-        `routes=[{"model", "version", "weight", "mode": "live"|"shadow"}]`."""
-        body: dict[str, Any] = {"name": name, "stage": stage}
+        `routes=[{"model", "version", "weight", "mode": "live"|"shadow"}]`. `stage` None keeps
+        an existing deployment's stage; a new one starts in staging."""
+        body: dict[str, Any] = {"name": name}
+        if stage is not None:
+            body["stage"] = stage
         if routes is not None:
             body["routes"] = routes
         else:

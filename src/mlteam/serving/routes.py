@@ -46,7 +46,7 @@ def deploy(
             body.name,
             model=body.model,
             version=body.version,
-            stage=body.stage or "staging",
+            stage=body.stage,
             models=platform.models,
         )
     return service.describe(session, dep)

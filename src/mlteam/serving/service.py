@@ -175,10 +175,11 @@ def deploy(
     *,
     model: str,
     version: int | str,
-    stage: str = "staging",
+    stage: str | None = None,
     models: ModelCache | None = None,
 ) -> tuple[Deployment, Revision]:
-    """Create the deployment or give it a new revision sending all traffic to one version."""
+    """Create the deployment or give it a new revision sending all traffic to one version.
+    `stage` None keeps an existing deployment's stage (a new one starts in staging)."""
     return create_or_revise(
         session,
         actor,
