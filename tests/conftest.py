@@ -81,7 +81,7 @@ def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Databases]:
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory, databases: Databases) -> Settings:
     home = tmp_path_factory.mktemp("home")
-    return Settings(home=home, db_url=databases.new(), job_heartbeat_timeout=10)
+    return Settings(home=home, db_url=databases.new(), job_heartbeat_timeout=20)
 
 
 @pytest.fixture(scope="session")
@@ -182,15 +182,18 @@ class ServerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log = None
         self.env = {
             **os.environ,
             "MLTEAM_HOME": str(home),
             "MLTEAM_DB_URL": db_url,
-            "MLTEAM_JOB_HEARTBEAT_TIMEOUT": "5",
+            "MLTEAM_JOB_HEARTBEAT_TIMEOUT": "20",
         }
 
     def start(self) -> ServerProcess:
-        log = open(self.home / "server.log", "ab")  # noqa: SIM115
+        if self._log is None:
+            self._log = open(self.home / "server.log", "ab")  # noqa: SIM115
+        log = self._log
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -252,6 +255,9 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
 
 @pytest.fixture
