@@ -559,11 +559,37 @@ def test_models_without_named_columns_skip_pandas_and_answer_the_same() -> None:
             return sio.dumps(model)
 
     sig = {"inputs": [{"name": c, "type": "double"} for c in X.columns]}
-    predict = runtime._sklearn_loader(Store(), "k", sig)
-    assert predict.__name__ == "predict_array"
+    loaded = runtime._sklearn_loader(Store(), "k", sig)
+    predict = loaded.predict
+    assert predict.__name__ == "predict_array" and loaded.runtime == "sklearn"
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "X does not have valid feature names"
         cols = runtime.check_columns({c: X[c].tolist() for c in X.columns}, sig)
         assert predict(cols) == model.predict(X).tolist()
     reordered = {"inputs": list(reversed(sig["inputs"]))}
-    assert runtime._sklearn_loader(Store(), "k", reordered).__name__ == "predict_frame"
+    assert runtime._sklearn_loader(Store(), "k", reordered).predict.__name__ == "predict_frame"
+    # the all-numbers fast path (a float64 matrix built by numpy) answers the same
+    fast = runtime.check_split(list(X.columns), X.values.tolist(), sig)
+    assert fast.matrix is not None and predict(fast) == model.predict(X).tolist()
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [(True, "data[17].b"), ("1.5", "data[17].b"), ([1.0], "data[17]"), ({}, "data[17].b")],
+)
+def test_the_all_numbers_fast_path_still_names_a_bad_value(bad, field: str) -> None:
+    from mlteam.serving import runtime
+
+    sig = {"inputs": [{"name": "a", "type": "double"}, {"name": "b", "type": "long"}]}
+    rows = [[float(i), i] for i in range(40)]
+    good = runtime.check_split(["a", "b"], rows, sig, "data")
+    assert good.matrix is not None and good["b"].tolist() == [float(i) for i in range(40)]
+    rows[17][1] = bad
+    with pytest.raises(InvalidInput) as err:
+        runtime.check_split(["a", "b"], rows, sig, "data")
+    assert err.value.details["field"].startswith(field)
+    records = [{"a": r[0], "b": r[1]} for r in rows]
+    with pytest.raises(InvalidInput):
+        runtime.check_records(records, sig, "data")
+    with pytest.raises(InvalidInput):
+        runtime.check_columns({"a": [r[0] for r in rows], "b": [r[1] for r in rows]}, sig)

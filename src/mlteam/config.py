@@ -53,6 +53,11 @@ class Settings(BaseSettings):
         gt=0,
         description="Longest time a logged prediction waits in memory before it is written.",
     )
+    prediction_log: bool = Field(
+        default=True,
+        description="Keep every prediction in the prediction log. Turn off (false) only to "
+        "measure what logging costs: unlogged predictions get no feedback or monitoring.",
+    )
     secret_key: SecretStr | None = Field(
         default=None,
         description="Fernet key that encrypts source credentials at rest; default: one "

@@ -29,7 +29,9 @@ class Platform:
         self.scheduler = Scheduler(self.db, settings.scheduler_interval, self.executor.wake)
         self.models = ModelCache(self.artifacts)
         self.predictions = PredictionLog(self.artifacts, settings.prediction_flush_seconds)
-        self.serving = ServingEngine(self.models, self.predictions)
+        self.serving = ServingEngine(
+            self.models, self.predictions, log_predictions=settings.prediction_log
+        )
         self._started = False
         self._lock = threading.Lock()
 

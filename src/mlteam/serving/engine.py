@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
 import time
 import uuid
@@ -36,6 +37,15 @@ class Answer:
     latency_ms: float
 
 
+def new_ids(n: int) -> list[str]:
+    """`n` random 128-bit prediction ids (32 hex digits, as uuid4().hex) from one read of the
+    OS's random source: a 1,000-row request does not pay for 1,000 uuid4 calls."""
+    if n == 1:
+        return [uuid.uuid4().hex]
+    raw = os.urandom(16 * n).hex()
+    return [raw[i : i + 32] for i in range(0, 32 * n, 32)]
+
+
 def pick(live: list[dict[str, Any]], request_id: str | None) -> dict[str, Any]:
     """A live route by weight: the same request id always lands on the same version."""
     if len(live) == 1:
@@ -55,10 +65,17 @@ def pick(live: list[dict[str, Any]], request_id: str | None) -> dict[str, Any]:
 
 class ServingEngine:
     def __init__(
-        self, models: ModelCache, predictions: PredictionLog, shadow_threads: int = 2
+        self,
+        models: ModelCache,
+        predictions: PredictionLog,
+        shadow_threads: int = 2,
+        log_predictions: bool = True,
     ) -> None:
         self.models = models
         self.predictions = predictions
+        # Off only to measure what the log costs (MLTEAM_PREDICTION_LOG=false): nothing is
+        # logged then, so no feedback, monitoring or shadow answers for those requests.
+        self.log_predictions = log_predictions
         self.metrics = ServingMetrics()
         # (deployment id, revision number) → routes; revisions are immutable
         self.revisions: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -93,24 +110,25 @@ class ServingEngine:
             log.exception("model %s v%s failed", route["model"], route["version"])
             raise MlteamError(f"model {route['model']} v{route['version']} failed") from err
         latency = (time.perf_counter() - started) * 1000
-        ids = [uuid.uuid4().hex for _ in outputs]
+        ids = new_ids(len(outputs))
         now = datetime.now(UTC)
-        self.predictions.append_batch(
-            Batch(
-                now,
-                deployment_id,
-                revision,
-                loaded.version_id,
-                "live",
-                ids,
-                columns,
-                outputs,
-                latency,
+        if self.log_predictions:
+            self.predictions.append_batch(
+                Batch(
+                    now,
+                    deployment_id,
+                    revision,
+                    loaded.version_id,
+                    "live",
+                    ids,
+                    columns,
+                    outputs,
+                    latency,
+                )
             )
-        )
         self._observe(deployment, route, started, len(ids))
         for shadow in routes:
-            if shadow["mode"] == "shadow":
+            if shadow["mode"] == "shadow" and self.log_predictions:
                 try:
                     self._shadow.submit(
                         self._run_shadow,

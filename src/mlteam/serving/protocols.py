@@ -156,7 +156,8 @@ def oip_metadata(name: str, routes: list[dict[str, Any]], model: LoadedModel) ->
     return {
         "name": name,
         "versions": [str(r["version"]) for r in routes if r["mode"] == "live"],
-        "platform": f"mlteam-{model.fmt}",
+        # the runtime that answers: "onnxruntime" for an exported model, else the native one
+        "platform": model.runtime,
         "inputs": [
             {
                 "name": c["name"],

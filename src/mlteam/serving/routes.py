@@ -49,7 +49,7 @@ def deploy(
             stage=body.stage,
             models=platform.models,
         )
-    return service.describe(session, dep)
+    return service.describe(session, dep, platform.models)
 
 
 @router.get("/projects/{slug}/deployments", response_model=list[DeploymentOut])
@@ -58,8 +58,11 @@ def list_deployments(slug: str, session: SessionDep, user: CurrentUser) -> objec
 
 
 @router.get("/deployments/{name}", response_model=DeploymentOut)
-def get_deployment(name: str, session: SessionDep, user: CurrentUser) -> object:
-    return service.describe(session, service.get_deployment(session, user, name))
+def get_deployment(
+    name: str, session: SessionDep, user: CurrentUser, platform: PlatformDep
+) -> object:
+    dep = service.get_deployment(session, user, name)
+    return service.describe(session, dep, platform.models, user)
 
 
 @router.post("/deployments/{name}/revisions", response_model=DeploymentOut, status_code=201)
@@ -69,7 +72,7 @@ def revise(
     dep, _ = service.revise(
         session, user, name, body.routes, stage=body.stage, models=platform.models
     )
-    return service.describe(session, dep)
+    return service.describe(session, dep, platform.models)
 
 
 @router.get("/deployments/{name}/revisions", response_model=list[RevisionOut])
@@ -80,7 +83,7 @@ def revisions(name: str, session: SessionDep, user: CurrentUser) -> object:
 @router.post("/deployments/{name}/rollback", response_model=DeploymentOut)
 def rollback(name: str, session: SessionDep, user: CurrentUser, platform: PlatformDep) -> object:
     dep, _ = service.rollback(session, user, name, models=platform.models)
-    return service.describe(session, dep)
+    return service.describe(session, dep, platform.models)
 
 
 @router.post("/projects/{slug}/score", response_model=JobOut, status_code=202)

@@ -1,17 +1,30 @@
 """Loaded models and the input check against a model's signature.
 
 A model version is loaded once per process and kept (versions are immutable). Each model file
-format has its own loader in `LOADERS`: native scikit-learn models (skops) today; an ONNX
-Runtime loader is added there when training exports ONNX, and nothing else changes.
+format has its own loader in `LOADERS`, which picks the fastest runtime that gives the same
+answers:
 
-Inputs are checked value by value, column by column, before anything reaches the model, so bad
-input is a 400 naming the field, never a 500. The checked input is a dict of columns in
-signature order. The scikit-learn pipelines select columns by name (ColumnTransformer), which
-scikit-learn supports only on a pandas DataFrame, so the sklearn loader still builds one.
+- "sklearn-skops" with an "onnx" entry in `mlteam-model.json` and a `model.onnx` file: ONNX
+  Runtime (one `InferenceSession` per process, one thread per call: small requests are faster
+  without a thread pool, and the server runs requests side by side anyway). Training wrote
+  `model.onnx` only when its answers matched the native model's on the validation rows, so it
+  is trusted to answer the same. When the ONNX file is missing, does not load, or does not match
+  its meta, the version is served by the native model instead: never a failed deployment over
+  an optimisation. Which runtime serves a version, and why not ONNX, is reported
+  (`LoadedModel.runtime`, `.runtime_note`; the deployment and Open Inference metadata show it).
+- "sklearn-skops" otherwise: the native scikit-learn model, fed a 2-D numpy array when it takes
+  one (no pandas on the hot path), a DataFrame only when a ColumnTransformer selects columns by
+  name (scikit-learn supports that only on a DataFrame).
+
+Inputs are checked column by column before anything reaches the model, so bad input is a 400
+naming the field, never a 500. The checked input is a dict of columns in signature order, each
+a list or a 1-D numpy array (the all-numbers fast path).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import threading
 from collections.abc import Callable
@@ -22,14 +35,27 @@ import numpy as np
 import pandas as pd
 
 from mlteam.core.artifacts import ArtifactStore
-from mlteam.core.errors import InvalidInput
+from mlteam.core.errors import InvalidInput, MlteamError
 from mlteam.core.modelfiles import load_sklearn
 
+log = logging.getLogger("mlteam.serving")
+
 MAX_ROWS = 100_000
-Columns = dict[str, list[Any]]
+Columns = dict[str, Any]  # column name → list of values or 1-D numpy array
+
+
+@dataclass
+class Predictor:
+    """What a loader gives: the predict function and the runtime behind it."""
+
+    predict: Callable[[Columns], list[Any]]
+    runtime: str  # "onnxruntime", "sklearn", ...
+    note: str | None = None  # why a faster runtime is not used, if one was offered
 
 
 def _plain(values: Any) -> list[Any]:
+    if isinstance(values, np.ndarray) and values.dtype.kind in "biuf":
+        return values.tolist()  # numpy scalars become Python numbers in one call
     return [v.item() if isinstance(v, np.generic) else v for v in values]
 
 
@@ -56,10 +82,19 @@ def _forget_names(model: Any) -> None:
             _forget_names(step)
 
 
-def _sklearn_loader(
-    store: ArtifactStore, artifact_key: str, signature: dict[str, Any]
-) -> Callable[[Columns], list[Any]]:
-    model = load_sklearn(store.read_bytes(f"{artifact_key}/model.skops"))
+def _matrix(columns: Columns, names: list[str]) -> np.ndarray:
+    """The 2-D float64 array of `names`, rows by columns (from lists or arrays alike)."""
+    matrix = getattr(columns, "matrix", None)
+    if matrix is not None:
+        return matrix
+    first = columns[names[0]]
+    if isinstance(first, np.ndarray):
+        return np.column_stack([columns[n] for n in names]).astype(np.float64, copy=False)
+    return np.array([columns[n] for n in names], dtype=np.float64).T
+
+
+def _native(model: Any, signature: dict[str, Any]) -> Callable[[Columns], list[Any]]:
+    """The native scikit-learn predict on checked columns (arrays when the model takes them)."""
     names = [c["name"] for c in signature.get("inputs", [])]
     numeric = all(c["type"] in ("double", "long") for c in signature.get("inputs", []))
     fitted = getattr(model, "feature_names_in_", None)
@@ -73,8 +108,7 @@ def _sklearn_loader(
             _forget_names(model)
 
         def predict_array(columns: Columns) -> list[Any]:
-            x = np.array([columns[n] for n in names], dtype=np.float64).T
-            return _plain(model.predict(x))
+            return _plain(model.predict(_matrix(columns, names)))
 
         return predict_array
 
@@ -85,10 +119,116 @@ def _sklearn_loader(
     return predict_frame
 
 
-# model format → loader(store, artifact key, signature) → predict(columns) -> outputs
-LOADERS: dict[
-    str, Callable[[ArtifactStore, str, dict[str, Any]], Callable[[Columns], list[Any]]]
-] = {
+# ONNX input types of the contract (mlteam-model.json "onnx".inputs[].type) → numpy dtype
+ONNX_TYPES: dict[str, Any] = {
+    "float": np.float32,
+    "double": np.float64,
+    "int64": np.int64,
+    "string": object,
+}
+
+
+def _onnx(
+    data: bytes, spec: dict[str, Any], signature: dict[str, Any], native: Callable
+) -> Callable[[Columns], list[Any]]:
+    """An ONNX Runtime predict for the exported graph, checked against its meta at load.
+
+    One input per feature, shape [N, 1], typed as the meta says; the label output is the
+    answer. A request the graph cannot take as is (a missing value for an int64 or string
+    input) is answered by the native model, which handles it as it was trained to.
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    # one thread per call: measured faster here for 1 and 1,000 rows (70 vs 61 µs, 0.6 vs
+    # 1.0 ms on 2 vCPUs), and requests already run side by side in the server's threads
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    graph_inputs = {i.name for i in session.get_inputs()}
+    graph_outputs = [o.name for o in session.get_outputs()]
+    features = {c["name"] for c in signature.get("inputs", [])}
+    feeds: list[tuple[str, str, Any]] = []
+    for i in spec.get("inputs") or []:
+        kind = ONNX_TYPES.get(i.get("type"))
+        if kind is None or i.get("name") not in graph_inputs or i.get("feature") not in features:
+            raise ValueError(f"onnx input {i!r} does not fit the graph or the signature")
+        feeds.append((i["name"], i["feature"], kind))
+    if {name for name, _, _ in feeds} != graph_inputs:
+        raise ValueError(f"the graph takes inputs {sorted(graph_inputs)}, the meta names others")
+    label = (spec.get("outputs") or {}).get("label") or (graph_outputs[:1] or [None])[0]
+    if label not in graph_outputs:
+        raise ValueError(f"the graph has no output {label!r}")
+    wanted = [label]
+    position = {c["name"]: j for j, c in enumerate(signature.get("inputs", []))}
+    floats = [(name, position[feature], kind) for name, feature, kind in feeds]
+    all_float = all(kind in (np.float32, np.float64) for _, _, kind in feeds)
+
+    def predict_onnx(columns: Columns) -> list[Any]:
+        inputs: dict[str, np.ndarray] = {}
+        matrix = getattr(columns, "matrix", None)
+        if matrix is not None and all_float:
+            # one conversion for all features; each input a contiguous [N, 1] view
+            if np.isnan(matrix).any():
+                return native(columns)
+            by_feature = {
+                kind: np.ascontiguousarray(matrix.T, dtype=kind)
+                for kind in {k for _, _, k in floats}
+            }
+            for name, j, kind in floats:
+                inputs[name] = by_feature[kind][j].reshape(-1, 1)
+        else:
+            for name, feature, kind in feeds:
+                values = columns[feature]
+                if kind is object:
+                    if any(v is None for v in values):
+                        return native(columns)
+                    arr = np.array(values, dtype=object)
+                else:
+                    f = np.asarray(values, dtype=np.float64)
+                    # a missing value (NaN), or a fraction for an int64 input: the native
+                    # model answers, as it was trained to
+                    if np.isnan(f).any() or (kind is np.int64 and not np.all(f == np.floor(f))):
+                        return native(columns)
+                    arr = f.astype(kind, copy=False)
+                inputs[name] = arr.reshape(-1, 1)
+        return _plain(session.run(wanted, inputs)[0].reshape(-1))
+
+    return predict_onnx
+
+
+def _read_meta(store: ArtifactStore, artifact_key: str) -> dict[str, Any]:
+    try:
+        meta = json.loads(store.read_bytes(f"{artifact_key}/mlteam-model.json"))
+    except (MlteamError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _sklearn_loader(
+    store: ArtifactStore, artifact_key: str, signature: dict[str, Any]
+) -> Predictor:
+    """ONNX Runtime when the run exported a checked ONNX graph, else native scikit-learn."""
+    model = load_sklearn(store.read_bytes(f"{artifact_key}/model.skops"))
+    native = _native(model, signature)
+    meta = _read_meta(store, artifact_key)
+    spec = meta.get("onnx")
+    if not isinstance(spec, dict):
+        return Predictor(native, "sklearn", meta.get("onnx_note"))
+    file = spec.get("file") or "model.onnx"
+    try:
+        data = store.read_bytes(f"{artifact_key}/{file}")
+        onnx = _onnx(data, spec, signature, native)
+    except Exception as err:  # missing, corrupt or mismatched: the native model still serves
+        note = f"ONNX export not used: {file}: {err}"[:500]
+        log.warning("%s (%s)", note, artifact_key)
+        return Predictor(native, "sklearn", note)
+    return Predictor(onnx, "onnxruntime")
+
+
+# model format → loader(store, artifact key, signature) → Predictor
+LOADERS: dict[str, Callable[[ArtifactStore, str, dict[str, Any]], Predictor]] = {
     "sklearn-skops": _sklearn_loader,
 }
 
@@ -101,6 +241,8 @@ class LoadedModel:
     fmt: str
     signature: dict[str, Any]
     predict_columns: Callable[[Columns], list[Any]]
+    runtime: str = "native"
+    runtime_note: str | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -141,15 +283,49 @@ class ModelCache:
                         f"model format {fmt!r} cannot be served yet (served: {sorted(LOADERS)})",
                         {"field": "format"},
                     )
+                p = loader(self.store, artifact_key, signature)
                 self._models[version_id] = LoadedModel(
-                    version_id,
-                    model,
-                    version,
-                    fmt,
-                    signature,
-                    loader(self.store, artifact_key, signature),
+                    version_id, model, version, fmt, signature, p.predict, p.runtime, p.note
                 )
             return self._models[version_id]
+
+
+class Checked(dict):
+    """Checked columns by name, in signature order. When every column is a number, `matrix`
+    holds them once more as one 2-D float64 array (rows by signature columns), which the
+    runtimes and the prediction log use as is instead of rebuilding it from the columns."""
+
+    matrix: np.ndarray | None = None
+
+
+FAST_MIN_ROWS = 16  # below this the per-value check is as fast as numpy's conversion
+
+
+def _numeric_matrix(rows: list[Any], width: int) -> np.ndarray | None:
+    """`rows` as a 2-D float64 array when every value is a JSON number, else None (the caller
+    then checks value by value and names the bad one). numpy converts in C; JSON true/false
+    would pass as 1/0, so the few cells equal to 0 or 1 are looked at one by one."""
+    try:
+        arr = np.array(rows)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if arr.ndim != 2 or arr.shape[1] != width or arr.dtype.kind not in "fi":
+        return None
+    suspects = np.nonzero((arr == 0) | (arr == 1))
+    if any(type(rows[i][j]) is bool for i, j in zip(*suspects, strict=True)):
+        return None
+    return arr.astype(np.float64, copy=False)
+
+
+def _from_matrix(arr: np.ndarray, names: list[str]) -> Checked:
+    out = Checked({n: arr[:, j] for j, n in enumerate(names)})
+    out.matrix = arr
+    return out
+
+
+def _all_numeric(signature: dict[str, Any]) -> bool:
+    inputs = signature.get("inputs", [])
+    return bool(inputs) and all(c["type"] in ("double", "long") for c in inputs)
 
 
 def _coerce(value: Any, kind: str, field: str) -> Any:
@@ -184,10 +360,16 @@ def _numbers(values: list[Any]) -> bool:
     return all(type(v) is float or type(v) is int for v in values)
 
 
-def _column(values: list[Any], kind: str, field: str) -> list[Any]:
-    """One column's values checked (and None made NaN for numbers); errors name row `i`."""
-    if kind in ("double", "long") and _numbers(values):
-        return values
+def _column(values: list[Any], kind: str, field: str) -> Any:
+    """One column's values checked (and None made NaN for numbers); errors name row `i`.
+    A long all-numbers column comes back as a float64 array (converted in C)."""
+    if kind in ("double", "long"):
+        if len(values) >= FAST_MIN_ROWS:
+            arr = _numeric_matrix([values], len(values))
+            if arr is not None:
+                return arr[0]
+        elif _numbers(values):
+            return values
     return [_coerce(v, kind, f"{field}[{i}]") for i, v in enumerate(values)]
 
 
@@ -204,6 +386,15 @@ def check_records(records: Any, signature: dict[str, Any], field: str = "inputs"
         raise InvalidInput(f"{field} must be a non-empty list of records", {"field": field})
     _check_rows(len(records), field)
     inputs = signature.get("inputs", [])
+    if len(records) >= FAST_MIN_ROWS and _all_numeric(signature):
+        names = [c["name"] for c in inputs]
+        try:
+            rows = [[rec[n] for n in names] for rec in records]
+        except (KeyError, TypeError):
+            rows = None  # the check below names the record at fault
+        arr = _numeric_matrix(rows, len(names)) if rows is not None else None
+        if arr is not None:
+            return _from_matrix(arr, names)
     columns: Columns = {c["name"]: [] for c in inputs}
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
@@ -238,6 +429,12 @@ def _rows_to_columns(
     rows: list[list[Any]], index: list[int], signature: dict[str, Any], field: str
 ) -> Columns:
     """Columns from rows whose value for signature column j sits at `index[j]`."""
+    if _all_numeric(signature):
+        arr = _numeric_matrix(rows, len(rows[0]))
+        if arr is not None:
+            if index != list(range(arr.shape[1])):
+                arr = arr[:, index]  # signature order (a copy, contiguous)
+            return _from_matrix(arr, [c["name"] for c in signature["inputs"]])
     columns: Columns = {}
     for col, j in zip(signature.get("inputs", []), index, strict=True):
         name, kind = col["name"], col["type"]
@@ -301,4 +498,6 @@ def check_columns(
         out[name] = _column(values, col["type"], f"{field}.{name}")
     if n is None:
         raise InvalidInput(f"{field} holds no columns", {"field": field})
+    if n >= FAST_MIN_ROWS and all(isinstance(v, np.ndarray) for v in out.values()):
+        return _from_matrix(np.column_stack(list(out.values())), list(out))
     return out

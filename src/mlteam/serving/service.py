@@ -312,14 +312,31 @@ def list_revisions(session: Session, actor: User, name: str) -> list[dict[str, A
     ]
 
 
-def describe(session: Session, dep: Deployment) -> dict[str, Any]:
+def describe(
+    session: Session,
+    dep: Deployment,
+    models: ModelCache | None = None,
+    actor: User | None = None,
+) -> dict[str, Any]:
+    """The deployment and its current routes. Given the process's models (and the actor to
+    load them as), each route also says which runtime serves its version ("onnxruntime",
+    "sklearn", ...) and, when a faster runtime was offered but not used, why."""
     rev = current_revision(session, dep) if dep.current_revision else None
+    routes = [dict(r) for r in rev.routes] if rev else []
+    if models is not None:
+        for r in routes:
+            loaded = models.cached(r["model_version_id"])
+            if loaded is None and actor is not None:
+                loaded = _load(session, actor, models, r["model_version_id"])
+            if loaded is not None:
+                r["runtime"] = loaded.runtime
+                r["runtime_note"] = loaded.runtime_note
     return {
         "id": dep.id,
         "name": dep.name,
         "stage": dep.stage,
         "revision": dep.current_revision,
-        "routes": rev.routes if rev else [],
+        "routes": routes,
         "created_at": dep.created_at,
     }
 
