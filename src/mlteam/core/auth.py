@@ -34,14 +34,19 @@ def authenticate(session: Session, token: str | None) -> User:
     """The user a bearer token belongs to, or `Unauthenticated`."""
     if not token:
         raise Unauthenticated("missing API token: send 'Authorization: Bearer <token>'")
-    row = session.execute(
-        select(ApiToken, User)
-        .join(User, User.id == ApiToken.user_id)
-        .where(ApiToken.token_hash == hash_token(token))
-    ).first()
-    if row is None or row.ApiToken.revoked_at is not None or not row.User.active:
+    # One entity loaded, the conditions in SQL: this runs on every request.
+    user = session.scalar(
+        select(User)
+        .join(ApiToken, ApiToken.user_id == User.id)
+        .where(
+            ApiToken.token_hash == hash_token(token),
+            ApiToken.revoked_at.is_(None),
+            User.active.is_(True),
+        )
+    )
+    if user is None:
         raise Unauthenticated("invalid or revoked API token")
-    return row.User
+    return user
 
 
 def _new_token(session: Session, user: User, name: str) -> tuple[ApiToken, str]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import Response
 
 from mlteam.core.access import Perm
 from mlteam.core.artifacts import ArtifactStore, clean_key
@@ -21,12 +22,12 @@ from mlteam.core.models import User
 from mlteam.projects import service as projects
 from mlteam.registry import service as registry
 from mlteam.registry.models import ModelVersion, RegisteredModel
-from mlteam.server.deps import CurrentUser, PlatformDep, SessionDep
-from mlteam.server.mlflow import body, kv, ok, outward_name, req, split_name
+from mlteam.server.mlflow import Routes, body, kv, ok, outward_name, req, split_name
+from mlteam.server.platform import Platform
 from mlteam.tracking import logged_models
 from mlteam.tracking import service as tracking
 
-router = APIRouter(include_in_schema=False)
+router = Routes()
 API = "/mlflow"  # mounted under /api/2.0 and /mlflow/<project>/api/2.0 (server/app.py)
 MLFLOW_TYPES = {
     "double": "double",
@@ -156,9 +157,7 @@ def _format_and_signature(store: ArtifactStore, key: str) -> tuple[str, dict[str
 
 
 @router.post(f"{API}/registered-models/create")
-async def create_registered_model(
-    request: Request, session: SessionDep, user: CurrentUser
-) -> Response:
+async def create_registered_model(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     slug, name = _names(session, user, request, str(req(data, "name")))
     model = registry.create_model(
@@ -170,7 +169,7 @@ async def create_registered_model(
 
 @router.get(f"{API}/registered-models/get")
 def get_registered_model(
-    request: Request, session: SessionDep, user: CurrentUser, name: str = ""
+    request: Request, session: Session, user: User, name: str = ""
 ) -> Response:
     slug, bare = _names(session, user, request, name)
     model = registry.get_model(session, user, slug, bare)
@@ -180,8 +179,8 @@ def get_registered_model(
 @router.get(f"{API}/registered-models/search")
 def search_registered_models(
     request: Request,
-    session: SessionDep,
-    user: CurrentUser,
+    session: Session,
+    user: User,
     filter: str = "",
     max_results: int = 100,
 ) -> Response:
@@ -208,9 +207,7 @@ def search_registered_models(
 
 
 @router.patch(f"{API}/registered-models/update")
-async def update_registered_model(
-    request: Request, session: SessionDep, user: CurrentUser
-) -> Response:
+async def update_registered_model(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     slug, name = _names(session, user, request, str(req(data, "name")))
     model = registry.update_model(session, user, slug, name, str(data.get("description") or ""))
@@ -218,7 +215,7 @@ async def update_registered_model(
 
 
 @router.post(f"{API}/registered-models/get-latest-versions")
-async def get_latest_versions(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+async def get_latest_versions(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     slug, name = _names(session, user, request, str(req(data, "name")))
     stages = set(data.get("stages") or [])
@@ -230,9 +227,7 @@ async def get_latest_versions(request: Request, session: SessionDep, user: Curre
 
 
 @router.post(f"{API}/registered-models/set-tag")
-async def set_registered_model_tag(
-    request: Request, session: SessionDep, user: CurrentUser
-) -> Response:
+async def set_registered_model_tag(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     slug, name = _names(session, user, request, str(req(data, "name")))
     registry.set_model_tag(
@@ -242,9 +237,7 @@ async def set_registered_model_tag(
 
 
 @router.delete(f"{API}/registered-models/delete-tag")
-async def delete_registered_model_tag(
-    request: Request, session: SessionDep, user: CurrentUser
-) -> Response:
+async def delete_registered_model_tag(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     slug, name = _names(session, user, request, str(req(data, "name")))
     registry.delete_model_tag(session, user, slug, name, str(req(data, "key")))
@@ -252,7 +245,7 @@ async def delete_registered_model_tag(
 
 
 @router.post(f"{API}/registered-models/alias")
-async def set_alias(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+async def set_alias(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     slug, name = _names(session, user, request, str(req(data, "name")))
     registry.set_alias(
@@ -262,7 +255,7 @@ async def set_alias(request: Request, session: SessionDep, user: CurrentUser) ->
 
 
 @router.delete(f"{API}/registered-models/alias")
-async def delete_alias(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+async def delete_alias(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     slug, name = _names(session, user, request, str(req(data, "name")))
     registry.delete_alias(session, user, slug, name, str(req(data, "alias")))
@@ -271,7 +264,7 @@ async def delete_alias(request: Request, session: SessionDep, user: CurrentUser)
 
 @router.get(f"{API}/registered-models/alias")
 def get_by_alias(
-    request: Request, session: SessionDep, user: CurrentUser, name: str = "", alias: str = ""
+    request: Request, session: Session, user: User, name: str = "", alias: str = ""
 ) -> Response:
     slug, bare = _names(session, user, request, name)
     if not alias:
@@ -285,7 +278,7 @@ def get_by_alias(
 
 @router.post(f"{API}/model-versions/create")
 async def create_model_version(
-    request: Request, session: SessionDep, user: CurrentUser, platform: PlatformDep
+    request: Request, session: Session, user: User, platform: Platform
 ) -> Response:
     data = await body(request)
     slug, name = _names(session, user, request, str(req(data, "name")))
@@ -331,7 +324,7 @@ def _version(
 
 @router.get(f"{API}/model-versions/get")
 def get_model_version(
-    request: Request, session: SessionDep, user: CurrentUser, name: str = "", version: str = ""
+    request: Request, session: Session, user: User, name: str = "", version: str = ""
 ) -> Response:
     slug, mv = _version(session, user, request, name, version)
     return ok({"model_version": _version_json(session, request, slug, mv)})
@@ -339,16 +332,14 @@ def get_model_version(
 
 @router.get(f"{API}/model-versions/get-download-uri")
 def get_download_uri(
-    request: Request, session: SessionDep, user: CurrentUser, name: str = "", version: str = ""
+    request: Request, session: Session, user: User, name: str = "", version: str = ""
 ) -> Response:
     _, mv = _version(session, user, request, name, version)
     return ok({"artifact_uri": f"mlflow-artifacts:/{mv.artifact_key}"})
 
 
 @router.patch(f"{API}/model-versions/update")
-async def update_model_version(
-    request: Request, session: SessionDep, user: CurrentUser
-) -> Response:
+async def update_model_version(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     slug, mv = _version(session, user, request, str(req(data, "name")), str(req(data, "version")))
     registry.update_version(
@@ -363,7 +354,7 @@ async def update_model_version(
 
 
 @router.post(f"{API}/model-versions/transition-stage")
-async def transition_stage(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+async def transition_stage(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     slug, mv = _version(session, user, request, str(req(data, "name")), str(req(data, "version")))
     archive = str(data.get("archive_existing_versions", "false")).lower() == "true"
@@ -382,8 +373,8 @@ async def transition_stage(request: Request, session: SessionDep, user: CurrentU
 @router.get(f"{API}/model-versions/search")
 def search_model_versions(
     request: Request,
-    session: SessionDep,
-    user: CurrentUser,
+    session: Session,
+    user: User,
     filter: str = "",
     max_results: int = 10000,
 ) -> Response:
@@ -426,7 +417,7 @@ def search_model_versions(
 
 
 @router.post(f"{API}/model-versions/set-tag")
-async def set_version_tag(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+async def set_version_tag(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     slug, mv = _version(session, user, request, str(req(data, "name")), str(req(data, "version")))
     registry.set_version_tag(
@@ -442,7 +433,7 @@ async def set_version_tag(request: Request, session: SessionDep, user: CurrentUs
 
 
 @router.delete(f"{API}/model-versions/delete-tag")
-async def delete_version_tag(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+async def delete_version_tag(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     slug, mv = _version(session, user, request, str(req(data, "name")), str(req(data, "version")))
     registry.delete_version_tag(

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Mount
 
@@ -22,6 +24,7 @@ from mlteam.monitoring.routes import router as monitoring_router
 from mlteam.projects.routes import router as projects_router
 from mlteam.registry.mlflow_api import router as registry_mlflow
 from mlteam.registry.routes import router as registry_router
+from mlteam.server.mlflow import mlflow_app
 from mlteam.server.platform import Platform
 from mlteam.serving.oip_routes import router as oip_router
 from mlteam.serving.routes import router as serving_router
@@ -95,21 +98,20 @@ def error_response(
     return JSONResponse(body, status_code=STATUS.get(code, 500))
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(MlteamError)
+def error_handlers() -> dict[Any, Any]:
+    """Exception → response in the caller's protocol, for FastAPI and plain Starlette apps."""
+
     async def _mlteam(request: Request, err: MlteamError) -> JSONResponse:
         if err.code == "internal":
             log.error("internal error: %s", err.message)
         return error_response(request, err.code, err.message, err.details)
 
-    @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
         details = [{"field": _field(tuple(e["loc"])), "message": e["msg"]} for e in err.errors()]
         first = details[0] if details else {"field": "", "message": "invalid request"}
         message = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
         return error_response(request, "invalid_input", message, details)
 
-    @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(
             err.status_code, "invalid_input" if err.status_code < 500 else "internal"
@@ -127,10 +129,21 @@ def install_error_handlers(app: FastAPI) -> None:
         body = {"error": {"code": code, "message": str(err.detail), "details": None}}
         return JSONResponse(body, status_code=err.status_code)
 
-    @app.exception_handler(Exception)
     async def _bug(request: Request, err: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(request, "internal", f"internal error: {type(err).__name__}")
+
+    return {
+        MlteamError: _mlteam,
+        RequestValidationError: _invalid,
+        StarletteHTTPException: _http,
+        Exception: _bug,
+    }
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    for exc_class, handler in error_handlers().items():
+        app.add_exception_handler(exc_class, handler)
 
 
 def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
@@ -183,10 +196,5 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     return app
 
 
-def _mlflow_app(platform: Platform) -> FastAPI:
-    sub = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
-    sub.state.platform = platform
-    install_error_handlers(sub)
-    sub.include_router(tracking_mlflow)
-    sub.include_router(registry_mlflow)
-    return sub
+def _mlflow_app(platform: Platform) -> Starlette:
+    return mlflow_app(platform, tracking_mlflow, registry_mlflow, handlers=error_handlers())

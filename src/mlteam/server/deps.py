@@ -13,7 +13,8 @@ from mlteam.core.models import User
 from mlteam.server.platform import Platform
 
 
-def get_platform(request: Request) -> Platform:
+async def get_platform(request: Request) -> Platform:
+    # async: a plain attribute read needs no thread-pool round trip
     return request.app.state.platform
 
 
@@ -39,3 +40,4 @@ def current_user(request: Request, session: SessionDep) -> User:
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+

@@ -15,23 +15,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
 
 from mlteam.core.access import Perm, require
 from mlteam.core.artifacts import clean_key
 from mlteam.core.errors import InvalidInput, NotFound
 from mlteam.core.models import User
 from mlteam.projects import service as projects
-from mlteam.server.deps import CurrentUser, PlatformDep, SessionDep
-from mlteam.server.mlflow import body, default_project, kv, ok, outward_name, req, scope, split_name
+from mlteam.server.mlflow import (
+    Routes,
+    body,
+    default_project,
+    kv,
+    ok,
+    outward_name,
+    req,
+    scope,
+    split_name,
+)
+from mlteam.server.platform import Platform
 from mlteam.tracking import logged_models
 from mlteam.tracking import service as tracking
 from mlteam.tracking.models import Experiment, LoggedModel, Run
 
-router = APIRouter(include_in_schema=False)
+router = Routes()
 API = "/mlflow"  # mounted under /api/2.0 and /mlflow/<project>/api/2.0 (server/app.py)
 ARTIFACTS = "/mlflow-artifacts/artifacts"
 DEFAULT = "Default"
@@ -154,7 +164,7 @@ def _code_version(tags: dict[str, str]) -> dict[str, Any]:
 
 @router.get(f"{API}/experiments/get-by-name")
 def get_experiment_by_name(
-    request: Request, session: SessionDep, user: CurrentUser, experiment_name: str = ""
+    request: Request, session: Session, user: User, experiment_name: str = ""
 ) -> Response:
     slug, name = _split_name(session, user, request, experiment_name)
     exp = tracking.find_experiment(session, user, slug, name)
@@ -162,7 +172,7 @@ def get_experiment_by_name(
 
 
 @router.post(f"{API}/experiments/create")
-async def create_experiment(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+async def create_experiment(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     slug, name = _split_name(session, user, request, str(req(data, "name")))
 
@@ -182,14 +192,14 @@ async def create_experiment(request: Request, session: SessionDep, user: Current
 
 @router.get(f"{API}/experiments/get")
 def get_experiment(
-    request: Request, session: SessionDep, user: CurrentUser, experiment_id: str = ""
+    request: Request, session: Session, user: User, experiment_id: str = ""
 ) -> Response:
     exp = _experiment(session, user, request, experiment_id)
     return ok({"experiment": _exp_json(session, exp, request)})
 
 
 @router.post(f"{API}/experiments/search")
-async def search_experiments(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+async def search_experiments(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     slugs = (
         [scope(request)]
@@ -207,21 +217,21 @@ async def search_experiments(request: Request, session: SessionDep, user: Curren
 
 
 @router.post(f"{API}/experiments/delete")
-async def delete_experiment(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+async def delete_experiment(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     tracking.set_experiment_lifecycle(session, user, str(req(data, "experiment_id")), "deleted")
     return ok()
 
 
 @router.post(f"{API}/experiments/restore")
-async def restore_experiment(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+async def restore_experiment(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     tracking.set_experiment_lifecycle(session, user, str(req(data, "experiment_id")), "active")
     return ok()
 
 
 @router.post(f"{API}/experiments/update")
-async def update_experiment(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+async def update_experiment(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     tracking.rename_experiment(
         session, user, str(req(data, "experiment_id")), str(data.get("new_name") or "")
@@ -230,7 +240,7 @@ async def update_experiment(request: Request, session: SessionDep, user: Current
 
 
 @router.post(f"{API}/experiments/set-experiment-tag")
-async def set_experiment_tag(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+async def set_experiment_tag(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     exp = _experiment(session, user, request, str(req(data, "experiment_id")))
     require(session, user, exp.project_id, Perm.tracking_write)
@@ -241,7 +251,7 @@ async def set_experiment_tag(request: Request, session: SessionDep, user: Curren
 
 
 @router.post(f"{API}/runs/create")
-async def create_run(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+async def create_run(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     exp = _experiment(session, user, request, str(data.get("experiment_id") or "0"))
     tags = kv(data.get("tags"), "tags")
@@ -265,7 +275,7 @@ async def create_run(request: Request, session: SessionDep, user: CurrentUser) -
 
 
 @router.post(f"{API}/runs/update")
-async def update_run(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+async def update_run(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     end = data.get("end_time")
     run = tracking.update_run(
@@ -280,21 +290,19 @@ async def update_run(request: Request, session: SessionDep, user: CurrentUser) -
 
 
 @router.post(f"{API}/runs/delete")
-async def delete_run(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+async def delete_run(request: Request, session: Session, user: User) -> Response:
     tracking.set_run_lifecycle(session, user, _run_id(await body(request)), "deleted")
     return ok()
 
 
 @router.post(f"{API}/runs/restore")
-async def restore_run(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+async def restore_run(request: Request, session: Session, user: User) -> Response:
     tracking.set_run_lifecycle(session, user, _run_id(await body(request)), "active")
     return ok()
 
 
 @router.get(f"{API}/runs/get")
-def get_run(
-    session: SessionDep, user: CurrentUser, run_id: str = "", run_uuid: str = ""
-) -> Response:
+def get_run(session: Session, user: User, run_id: str = "", run_uuid: str = "") -> Response:
     run = tracking.get_run(session, user, _run_id({"run_id": run_id, "run_uuid": run_uuid}))
     return ok({"run": _run_json(session, run)})
 
@@ -318,7 +326,7 @@ def _metric(m: Any, i: int, field: str = "metrics") -> dict[str, Any]:
 
 
 @router.post(f"{API}/runs/log-metric")
-async def log_metric(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+async def log_metric(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     req(data, "key")
     tracking.log_metrics(session, user, _run_id(data), [_metric(data, 0, "metric")])
@@ -326,7 +334,7 @@ async def log_metric(request: Request, session: SessionDep, user: CurrentUser) -
 
 
 @router.post(f"{API}/runs/log-parameter")
-async def log_param(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+async def log_param(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     tracking.log_params(
         session, user, _run_id(data), {str(req(data, "key")): data.get("value", "")}
@@ -335,7 +343,7 @@ async def log_param(request: Request, session: SessionDep, user: CurrentUser) ->
 
 
 @router.post(f"{API}/runs/set-tag")
-async def set_tag(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+async def set_tag(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     key, value = str(req(data, "key")), str(data.get("value", ""))
     run_id = _run_id(data)
@@ -346,14 +354,14 @@ async def set_tag(request: Request, session: SessionDep, user: CurrentUser) -> R
 
 
 @router.post(f"{API}/runs/delete-tag")
-async def delete_tag(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+async def delete_tag(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     tracking.delete_tag(session, user, _run_id(data), str(req(data, "key")))
     return ok()
 
 
 @router.post(f"{API}/runs/log-batch")
-async def log_batch(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+async def log_batch(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     metrics = data.get("metrics") or []
     params = data.get("params") or []
@@ -384,7 +392,7 @@ async def log_batch(request: Request, session: SessionDep, user: CurrentUser) ->
 
 
 @router.post(f"{API}/runs/search")
-async def search_runs(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+async def search_runs(request: Request, session: Session, user: User) -> Response:
     from mlteam.tracking.search import search_runs as search
 
     data = await body(request)
@@ -408,14 +416,14 @@ async def search_runs(request: Request, session: SessionDep, user: CurrentUser) 
 
 
 @router.post(f"{API}/runs/log-inputs")
-async def log_inputs(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+async def log_inputs(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     tracking.get_run(session, user, _run_id(data), Perm.tracking_write)
     return ok()  # MLflow dataset inputs: mlteam records its own dataset versions on runs
 
 
 @router.post(f"{API}/runs/outputs")
-async def log_outputs(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+async def log_outputs(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     run = tracking.get_run(session, user, _run_id(data), Perm.tracking_write)
     for item in data.get("models") or []:
@@ -427,8 +435,8 @@ async def log_outputs(request: Request, session: SessionDep, user: CurrentUser) 
 
 @router.get(f"{API}/metrics/get-history")
 def metric_history(
-    session: SessionDep,
-    user: CurrentUser,
+    session: Session,
+    user: User,
     run_id: str = "",
     run_uuid: str = "",
     metric_key: str = "",
@@ -454,7 +462,7 @@ def metric_history(
 
 
 @router.post(f"{API}/logged-models")
-async def create_logged_model(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+async def create_logged_model(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     exp = _experiment(session, user, request, str(req(data, "experiment_id")))
     row = logged_models.create(
@@ -471,9 +479,7 @@ async def create_logged_model(request: Request, session: SessionDep, user: Curre
 
 
 @router.post(f"{API}/logged-models/search")
-async def search_logged_models(
-    request: Request, session: SessionDep, user: CurrentUser
-) -> Response:
+async def search_logged_models(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     ids = [_experiment(session, user, request, str(i)).id for i in data.get("experiment_ids") or []]
     rows = logged_models.search(session, user, ids, int(data.get("max_results") or 100))
@@ -481,13 +487,13 @@ async def search_logged_models(
 
 
 @router.get(f"{API}/logged-models/{{model_id}}")
-def get_logged_model(model_id: str, session: SessionDep, user: CurrentUser) -> Response:
+def get_logged_model(model_id: str, session: Session, user: User) -> Response:
     return ok({"model": _model_json(logged_models.get(session, user, model_id))})
 
 
 @router.patch(f"{API}/logged-models/{{model_id}}")
 async def finalize_logged_model(
-    model_id: str, request: Request, session: SessionDep, user: CurrentUser
+    model_id: str, request: Request, session: Session, user: User
 ) -> Response:
     data = await body(request)
     row = logged_models.finalize(session, user, model_id, str(req(data, "status")))
@@ -495,14 +501,14 @@ async def finalize_logged_model(
 
 
 @router.delete(f"{API}/logged-models/{{model_id}}")
-def delete_logged_model(model_id: str, session: SessionDep, user: CurrentUser) -> Response:
+def delete_logged_model(model_id: str, session: Session, user: User) -> Response:
     logged_models.delete(session, user, model_id)
     return ok()
 
 
 @router.patch(f"{API}/logged-models/{{model_id}}/tags")
 async def set_logged_model_tags(
-    model_id: str, request: Request, session: SessionDep, user: CurrentUser
+    model_id: str, request: Request, session: Session, user: User
 ) -> Response:
     data = await body(request)
     logged_models.set_tags(session, user, model_id, kv(data.get("tags"), "tags"))
@@ -510,16 +516,14 @@ async def set_logged_model_tags(
 
 
 @router.delete(f"{API}/logged-models/{{model_id}}/tags/{{key}}")
-def delete_logged_model_tag(
-    model_id: str, key: str, session: SessionDep, user: CurrentUser
-) -> Response:
+def delete_logged_model_tag(model_id: str, key: str, session: Session, user: User) -> Response:
     logged_models.delete_tag(session, user, model_id, key)
     return ok()
 
 
 @router.post(f"{API}/logged-models/{{model_id}}/params")
 async def log_logged_model_params(
-    model_id: str, request: Request, session: SessionDep, user: CurrentUser
+    model_id: str, request: Request, session: Session, user: User
 ) -> Response:
     data = await body(request)
     logged_models.log_params(session, user, model_id, kv(data.get("params"), "params"))
@@ -531,7 +535,7 @@ async def log_logged_model_params(
 
 @router.put(f"{ARTIFACTS}/{{path:path}}")
 async def upload_artifact(
-    path: str, request: Request, session: SessionDep, user: CurrentUser, platform: PlatformDep
+    path: str, request: Request, session: Session, user: User, platform: Platform
 ) -> Response:
     from mlteam.data.routes import spool_body
 
@@ -548,9 +552,7 @@ async def upload_artifact(
 
 
 @router.get(ARTIFACTS)
-def list_artifacts(
-    session: SessionDep, user: CurrentUser, platform: PlatformDep, path: str = ""
-) -> Response:
+def list_artifacts(session: Session, user: User, platform: Platform, path: str = "") -> Response:
     key = clean_key(path)
     logged_models.check_artifact_read(session, user, key)
     files = [
@@ -565,9 +567,7 @@ def list_artifacts(
 
 
 @router.get(f"{ARTIFACTS}/{{path:path}}")
-def download_artifact(
-    path: str, session: SessionDep, user: CurrentUser, platform: PlatformDep
-) -> Response:
+def download_artifact(path: str, session: Session, user: User, platform: Platform) -> Response:
     key = clean_key(path)
     logged_models.check_artifact_read(session, user, key)
     fh = platform.artifacts.open(key)
