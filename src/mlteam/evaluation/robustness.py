@@ -19,7 +19,7 @@ from mlteam.evaluation.predict import build, predict_many, raw
 
 NOISE_STD = 0.1  # Gaussian noise, as a fraction of each numeric feature's standard deviation
 MISSING_FRACTION = 0.1  # share of feature cells set to missing
-CHANGE_TOL = 1e-6  # a probability or value moving more than this is a changed prediction
+CHANGE_TOL = 1e-9  # a probability or value moving more than this is a changed prediction (rounding noise is ~1e-16)
 
 
 def is_numeric(s: pd.Series) -> bool:
