@@ -1,0 +1,124 @@
+"""Hyperparameter tuning with Optuna under a budget of trials and/or minutes.
+
+Deterministic by design: a TPE sampler seeded by the request; trials are asked in batches of
+`workers`, run on the executor, and told back in trial-number order, so the study's history
+(and so every next proposal) is the same on every rerun, whichever worker finishes first.
+Pruning is Optuna's median rule applied per cross-validation fold, with the medians fixed
+when a batch is asked (from trials already told), so it does not depend on timing either.
+A `minutes` budget is checked between batches; it is the one input that depends on the
+machine's speed (a slower machine runs fewer trials).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlteam.training import recipes
+
+STARTUP_TRIALS = 3  # completed trials before the median rule prunes anything
+
+
+def _thresholds(study: Any, cv: int) -> list[float | None]:
+    """Median running-mean score of completed trials at each fold (None: no pruning yet)."""
+    from optuna.trial import TrialState
+
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if len(done) < STARTUP_TRIALS:
+        return [None] * cv
+    out: list[float | None] = []
+    for step in range(cv):
+        vals = [t.intermediate_values[step] for t in done if step in t.intermediate_values]
+        out.append(float(np.median(vals)) if vals else None)
+    return out
+
+
+def tune(
+    family: str,
+    task: str,
+    frame: pd.DataFrame,
+    features: list[str],
+    target: str,
+    *,
+    executor: Any,
+    trials: int | None,
+    minutes: float | None,
+    cv: int,
+    seed: int,
+    on_trial: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Tune one candidate; returns best params, best CV score and every trial's record."""
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _, higher = recipes.PRIMARY[task]
+    study = optuna.create_study(
+        direction="maximize" if higher else "minimize",
+        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=5),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=STARTUP_TRIALS),
+    )
+    start = time.monotonic()
+    records: list[dict[str, Any]] = []
+    while True:
+        if trials is not None and len(records) >= trials:
+            break
+        if minutes is not None and time.monotonic() - start >= minutes * 60:
+            break
+        batch = executor.workers if trials is None else min(executor.workers, trials - len(records))
+        asked = [study.ask() for _ in range(batch)]
+        params = [recipes.suggest(family, task, t) for t in asked]
+        limits = _thresholds(study, cv)
+        payloads = [
+            {
+                "family": family,
+                "task": task,
+                "params": p,
+                "features": features,
+                "target": target,
+                "cv": cv,
+                "seed": seed,
+                "n_jobs": 1,
+                "thresholds": limits,
+            }
+            for p in params
+        ]
+        results = executor.run(payloads)
+        for trial, p, r in zip(asked, params, results, strict=True):
+            for step, v in enumerate(r["values"]):
+                trial.report(v, step)
+            if r["pruned"]:
+                study.tell(trial, state=TrialState.PRUNED)
+            else:
+                study.tell(trial, r["values"][-1])
+            record = {
+                "number": trial.number,
+                "params": p,
+                "cv_score": r["values"][-1],
+                "folds_run": len(r["values"]),
+                "pruned": r["pruned"],
+                "seconds": r["seconds"],
+                "pid": r["pid"],
+                "node": r["node"],
+                "executor": r["executor"],
+                "ray_task": r.get("ray_task"),
+            }
+            records.append(record)
+            if on_trial is not None:
+                on_trial(record)
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if not complete:
+        return {"best_params": None, "best_cv": None, "trials": records, "best_trial": None}
+    best = study.best_trial
+    return {
+        "best_params": records[best.number]["params"],
+        "best_cv": float(best.value),
+        "best_trial": best.number,
+        "trials": records,
+        "pruned": sum(r["pruned"] for r in records),
+        "seconds": time.monotonic() - start,
+    }
