@@ -73,6 +73,11 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds between the scheduler's looks for due pipeline runs.",
     )
+    ray_address: str | None = Field(
+        default=None,
+        description="Ray cluster address (e.g. 10.0.0.5:6379) training jobs use for "
+        "executor='ray' when the request names none.",
+    )
 
     @property
     def database_url(self) -> str:
