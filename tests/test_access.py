@@ -512,6 +512,18 @@ def test_revoked_token_is_unauthenticated(world: World, new_user, client_for) ->
         first.me()
 
 
+def test_a_refused_request_leaves_the_token_working(world: World, new_user, client_for) -> None:
+    # The user behind a token is kept for a few seconds between requests; a request that
+    # fails (its unit of work rolled back) must not spoil it for the next ones.
+    email, token = new_user(prefix="refused")
+    c = client_for(token)
+    assert c.me()["email"] == email
+    for _ in range(3):
+        with pytest.raises(NotFound):
+            c.project("no-such-project-here")
+        assert c.me()["email"] == email
+
+
 def test_cannot_revoke_someone_elses_token(world: World, new_user, client_for) -> None:
     _, token = new_user(prefix="victim")
     victim = client_for(token)
