@@ -4,7 +4,8 @@ A single-feature score is measured on (at most ``SAMPLE`` of) the test rows:
 binary classification with a numeric feature → balanced accuracy of the best single threshold
 on the raw value (one cut, so it cannot overfit); anything else → a depth-limited tree on that
 one feature, 2-fold cross-validated (categoricals as codes), scored by balanced accuracy
-(classification) or R² (regression). A score of at least ``THRESHOLD`` marks the feature a
+(classification) or R² (regression; for a numeric feature the larger of that and the absolute
+Spearman correlation, which catches a monotone copy of the target on few rows). A score of at least ``THRESHOLD`` marks the feature a
 suspect: no honest feature predicts the target that well on its own. (Balanced accuracy, not
 ROC AUC: strong honest features reach an AUC of 0.98; they do not classify 98% right alone.)
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from sklearn.metrics import balanced_accuracy_score, r2_score
 from sklearn.model_selection import KFold, cross_val_predict
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
@@ -81,7 +83,11 @@ def _score(col: pd.Series, y: np.ndarray, base: Predictions, seed: int) -> float
             tree = DecisionTreeRegressor(
                 max_depth=TREE_DEPTH["regression"], min_samples_leaf=5, random_state=seed
             )
-            return max(0.0, float(r2_score(y, cross_val_predict(tree, X, y, cv=cv))))
+            r2 = max(0.0, float(r2_score(y, cross_val_predict(tree, X, y, cv=cv))))
+            # a step function needs many rows to fit a copy of a continuous target closely;
+            # a rank correlation sees any monotone copy at once
+            rho = abs(float(stats.spearmanr(x, y, nan_policy="omit").statistic)) if numeric else 0.0
+            return max(r2, rho if np.isfinite(rho) else 0.0)
         tree = DecisionTreeClassifier(
             max_depth=TREE_DEPTH["classification"], min_samples_leaf=5, random_state=seed
         )
