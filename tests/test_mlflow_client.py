@@ -145,3 +145,62 @@ def test_log_model_register_load_and_alias(mlflow_project) -> None:
     with pytest.raises(MlflowException) as err:
         client.set_registered_model_alias(name, "production", "1")
     assert err.value.error_code == "PERMISSION_DENIED"
+
+
+def test_bad_requests_get_mlflows_error_shape_and_store_nothing(mlflow_project) -> None:
+    """What the stock client never sends, sent raw: a 4xx in MLflow's shape, nothing stored."""
+    import httpx
+
+    api = f"{mlflow_project['uri']}/api/2.0/mlflow"
+    http = httpx.Client(headers={"Authorization": f"Bearer {mlflow_project['token']}"})
+    exp = http.post(f"{api}/experiments/create", json={"name": uid("raw")}).json()
+    run_id = http.post(f"{api}/runs/create", json={"experiment_id": exp["experiment_id"]}).json()[
+        "run"
+    ]["info"]["run_id"]
+
+    def refused(resp: httpx.Response, status: int, code: str, *words: str) -> None:
+        assert resp.status_code == status, resp.text
+        assert resp.json()["error_code"] == code
+        for word in words:
+            assert word in resp.json()["message"]
+
+    metric = {"run_id": run_id, "key": "loss", "value": 0.5, "timestamp": 1}
+    refused(
+        http.post(f"{api}/runs/log-metric", json={**metric, "step": "abc"}),
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "step",
+    )
+    refused(
+        http.post(f"{api}/runs/log-metric", json={**metric, "value": "high"}),
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "loss",
+    )
+    refused(
+        http.post(f"{api}/runs/log-batch", json={"run_id": run_id, "metrics": {"a": 1}}),
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "metrics",
+    )
+    points = [{"key": "m", "value": i, "step": i, "timestamp": 1} for i in range(5)]
+    points[3]["value"] = None
+    refused(
+        http.post(f"{api}/runs/log-batch", json={"run_id": run_id, "metrics": points}),
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "'m'",
+    )
+    refused(
+        http.get(
+            f"{api}/metrics/get-history",
+            params={"run_id": run_id, "metric_key": "m", "max_results": "many"},
+        ),
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "max_results",
+    )
+    refused(http.post(f"{api}/runs/no-such-call", json={}), 404, "ENDPOINT_NOT_FOUND")
+    refused(httpx.post(f"{api}/runs/log-metric", json=metric), 401, "UNAUTHENTICATED")
+    got = http.get(f"{api}/runs/get", params={"run_id": run_id}).json()["run"]
+    assert got["data"]["metrics"] == []  # nothing of the refused calls was stored

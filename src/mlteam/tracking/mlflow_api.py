@@ -307,29 +307,12 @@ def get_run(session: Session, user: User, run_id: str = "", run_uuid: str = "") 
     return ok({"run": _run_json(session, run)})
 
 
-def _metric(m: Any, i: int, field: str = "metrics") -> dict[str, Any]:
-    if not isinstance(m, dict):
-        raise InvalidInput(f"{field}[{i}] must be an object", {"field": f"{field}[{i}]"})
-    try:
-        value = float(m.get("value"))
-    except (TypeError, ValueError) as err:
-        raise InvalidInput(
-            f"metric {m.get('key')!r}: value {m.get('value')!r} is not a number",
-            {"field": f"{field}[{i}].value"},
-        ) from err
-    return {
-        "key": str(m.get("key") or ""),
-        "value": value,
-        "step": int(m.get("step") or 0),
-        "timestamp": int(m.get("timestamp") or tracking.now_ms()),
-    }
-
-
 @router.post(f"{API}/runs/log-metric")
 async def log_metric(request: Request, session: Session, user: User) -> Response:
     data = await body(request)
     req(data, "key")
-    tracking.log_metrics(session, user, _run_id(data), [_metric(data, 0, "metric")])
+    # the service checks key, value, step and timestamp (it reads only those fields)
+    tracking.log_metrics(session, user, _run_id(data), [data])
     return ok()
 
 
@@ -366,6 +349,9 @@ async def log_batch(request: Request, session: Session, user: User) -> Response:
     metrics = data.get("metrics") or []
     params = data.get("params") or []
     tags = data.get("tags") or []
+    for field, items in (("metrics", metrics), ("params", params), ("tags", tags)):
+        if not isinstance(items, list):
+            raise InvalidInput(f"'{field}' must be a list", {"field": field})
     if (
         len(metrics) > MAX_BATCH_METRICS
         or len(params) > MAX_BATCH_PARAMS
@@ -376,15 +362,12 @@ async def log_batch(request: Request, session: Session, user: User) -> Response:
             f"{MAX_BATCH_TAGS} tags",
             {"field": "metrics"},
         )
-    if not isinstance(metrics, list):
-        raise InvalidInput("'metrics' must be a list", {"field": "metrics"})
-    points = [_metric(m, i) for i, m in enumerate(metrics)]
     await run_in_threadpool(
         tracking.log_batch,
         session,
         user,
         _run_id(data),
-        metrics=points,
+        metrics=metrics,  # checked once, by the service
         params=kv(params, "params"),
         tags=kv(tags, "tags"),
     )

@@ -327,6 +327,10 @@ def log_metrics(
     values go in with one statement each, in the caller's transaction.
     """
     run = get_run(session, actor, run_id, Perm.tracking_write)
+    return _log_metrics(session, run, metrics)
+
+
+def _log_metrics(session: Session, run: Run, metrics: Iterable[dict[str, Any]]) -> int:
     rows = _metric_rows(run.id, metrics)
     if rows:
         append_rows(session, Metric.__table__, rows)
@@ -597,7 +601,7 @@ def log_batch(
     if tags:
         _set_tags(session, run, tags)
     if metrics:
-        log_metrics(session, actor, run.id, metrics)
+        _log_metrics(session, run, metrics)
 
 
 def get_experiment(session: Session, actor: User, experiment_id: str) -> Experiment:
