@@ -171,6 +171,20 @@ def test_regression_metrics_equal_sklearn_and_cost_gives_value_per_1000(regressi
     json.dumps(report, allow_nan=False)
 
 
+def test_rows_without_a_target_are_left_out_and_float_labels_match_int_classes(binary, binary_report):
+    _, test, feats, model, _ = binary
+    # one unlabelled row turns the target column into floats (0.0 / 1.0); the model knows ints
+    holed = test.assign(target=test["target"].astype(float))
+    holed = pd.concat([holed, holed.iloc[:1].assign(target=np.nan)], ignore_index=True)
+    report = run_suite(
+        "classification", model, holed, "target", feats, bootstrap=10,
+        value_matrix={"0": {"0": 1, "1": -1}, "1": {"0": -1, "1": 1}},
+    )
+    assert report["rows"] == len(test)
+    assert report["confusion_matrix"] == binary_report["confusion_matrix"]
+    assert report["metrics"]["roc_auc"]["value"] == binary_report["metrics"]["roc_auc"]["value"]
+
+
 def test_baseline_beating_a_deliberately_bad_model_is_shipped(binary):
     train, test, feats, _, baseline = binary
     # trained on flipped labels: confidently wrong

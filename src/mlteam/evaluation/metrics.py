@@ -51,6 +51,8 @@ CLASSIFICATION_METRICS = (
     "ece",
 )
 REGRESSION_METRICS = ("mae", "rmse", "r2", "mape")
+# Expected calibration error: 10 equal-width probability bins; binary on the positive class's
+# probability (as the calibration curve), multiclass on the top-label confidence.
 ECE_BINS = 10
 _EPS = np.finfo(np.float64).eps
 
@@ -78,27 +80,40 @@ class Predictions:
         return CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
 
 
-def label_space(y: pd.Series, models: Sequence[Any]) -> list[Any]:
+def label_key(v: Any) -> str:
+    """How labels are matched: as text, with 1.0 read as 1 (a target column holding NaN comes
+    back as floats while the model learnt ints) and numpy scalars as Python ones."""
+    v = _py(v)
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def label_space(y: pd.Series, models: Sequence[Any], predicted: Sequence[Any] = ()) -> list[Any]:
     """The labels every model and the truth share: the first model's classes_ first (so the
-    binary positive class stays classes_[1]), then any others in a stable order."""
+    binary positive class stays classes_[1]), then any others (seen in the truth or in a
+    prediction) in a stable order."""
     labels: list[Any] = []
     seen: set[str] = set()
     for m in models:
         for c in getattr(m, "classes_", []):
-            if str(c) not in seen:
-                seen.add(str(c))
+            if label_key(c) not in seen:
+                seen.add(label_key(c))
                 labels.append(_py(c))
-    extra = [_py(v) for v in pd.unique(y.dropna()) if str(v) not in seen]
-    labels.extend(sorted(extra, key=str))
+    extra: dict[str, Any] = {}
+    for v in [*pd.unique(y.dropna()), *predicted]:
+        if label_key(v) not in seen:
+            extra.setdefault(label_key(v), _py(v))
+    labels.extend(extra[k] for k in sorted(extra))
     return labels
 
 
 def to_index(values: Any, labels: Sequence[Any]) -> np.ndarray:
-    """Label values → indices into ``labels`` (compared as strings, so 1 and np.int64(1) match);
-    -1 for a value outside the label space."""
-    lookup = {str(v): i for i, v in enumerate(labels)}
+    """Label values → indices into ``labels`` (matched by ``label_key``); -1 for a value
+    outside the label space or missing."""
+    lookup = {label_key(v): i for i, v in enumerate(labels)}
     codes, uniques = pd.factorize(pd.Series(np.asarray(values, dtype=object)), use_na_sentinel=True)
-    mapped = np.array([lookup.get(str(u), -1) for u in uniques] + [-1], dtype=np.int64)
+    mapped = np.array([lookup.get(label_key(u), -1) for u in uniques] + [-1], dtype=np.int64)
     return mapped[codes]
 
 

@@ -145,11 +145,10 @@ def run_suite(
     comparators = {"model": model, "baseline": baseline, "champion": champion}
     outputs = {who: raw(m, X, task, who) for who, m in comparators.items() if m is not None}
     if task == "classification":
-        labels = label_space(test[target], [m for m in comparators.values() if m is not None])
-        extra = {str(v) for who in outputs for v in pd.unique(np.asarray(outputs[who][0]).ravel())} - {
-            str(v) for v in labels
-        }
-        labels += sorted(extra)
+        predicted = [v for who in outputs for v in pd.unique(np.asarray(outputs[who][0]).ravel())]
+        labels = label_space(
+            test[target], [m for m in comparators.values() if m is not None], predicted
+        )
         y = to_index(test[target].to_numpy(), labels)
     else:
         labels = []

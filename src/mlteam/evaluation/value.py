@@ -17,7 +17,7 @@ import numpy as np
 from scipy import stats
 
 from mlteam.core.errors import InvalidInput
-from mlteam.evaluation.metrics import PRIMARY, Predictions
+from mlteam.evaluation.metrics import PRIMARY, Predictions, label_key
 
 ALPHA = 0.05
 COST_KEY = "cost_per_unit_error"
@@ -48,7 +48,8 @@ def parse_value_matrix(task: str, labels: list[Any], value_matrix: dict | None) 
             f"value_matrix: a regression model needs {{\"{COST_KEY}\": x}}, not a matrix of labels", field
         )
     names = [str(v) for v in labels]
-    index = {n: i for i, n in enumerate(names)}
+    # "1" and "1.0" both name the label 1.0 (or 1)
+    index = {n: i for i, v in enumerate(labels) for n in (str(v), label_key(v))}
     unknown = sorted({t for t in value_matrix if t not in index} | {
         p for row in value_matrix.values() if isinstance(row, dict) for p in row if p not in index
     })
