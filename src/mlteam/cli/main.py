@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from mlteam.cli import data, demo, models, pipelines, projects, server, serving, training, users
+from mlteam.cli import (
+    data,
+    demo,
+    evaluation,
+    models,
+    pipelines,
+    projects,
+    server,
+    serving,
+    training,
+    users,
+)
 
 app = typer.Typer(
     name="mlteam",
@@ -26,6 +37,7 @@ def server_cmd(
 
 app.command("demo")(demo.demo)
 app.command("train")(training.train)
+app.command("evaluate")(evaluation.evaluate)
 app.command("predict")(serving.predict)
 app.command("feedback")(serving.feedback)
 app.command("report")(serving.report)
@@ -40,6 +52,9 @@ app.add_typer(training.jobs_app, name="jobs")
 app.add_typer(training.runs_app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(models.promotions_app, name="promotions")
+app.add_typer(evaluation.gates_app, name="gates")
+app.add_typer(evaluation.invariances_app, name="invariances")
+app.add_typer(evaluation.evaluations_app, name="evaluations")
 app.add_typer(serving.app, name="deployments")
 
 

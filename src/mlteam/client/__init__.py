@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from mlteam.client.core import CoreAPI
 from mlteam.client.data import DataAPI
+from mlteam.client.evaluation import EvaluationAPI
 from mlteam.client.pipelines import PipelinesAPI
 from mlteam.client.projects import ProjectsAPI
 from mlteam.client.registry import RegistryAPI
@@ -19,6 +20,13 @@ __all__ = ["Client"]
 
 
 class Client(
-    CoreAPI, ProjectsAPI, DataAPI, PipelinesAPI, TrackingAPI, RegistryAPI, ServingAPI
+    CoreAPI,
+    ProjectsAPI,
+    DataAPI,
+    PipelinesAPI,
+    TrackingAPI,
+    RegistryAPI,
+    EvaluationAPI,
+    ServingAPI,
 ):
     """`Client(url, token, transport=None)`: the whole platform from Python."""

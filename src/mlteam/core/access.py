@@ -51,6 +51,9 @@ class Perm(StrEnum):
     feedback_write = "feedback.write"
     monitor_read = "monitor.read"
     job_read = "job.read"
+    gates_write = "gates.write"  # gate sets and the project's required gate set (QA)
+    invariance_write = "invariance.write"  # invariance tests ("changing X must not change Y")
+    evaluate = "model.evaluate"  # run an evaluation of a model version against gates
 
 
 _READ_ALL = {
@@ -75,13 +78,18 @@ GRANTS: dict[Role, frozenset[Perm]] = {
     Role.labeler: frozenset({Perm.project_read}),
     Role.domain_expert: frozenset(
         _READ_ALL | {Perm.request_create, Perm.feedback_write, Perm.predict, Perm.card_write}
+        | {Perm.invariance_write}
     ),
     Role.data_scientist: frozenset(
         _READ_ALL
         | {Perm.tracking_write, Perm.model_write, Perm.request_create, Perm.predict}
-        | {Perm.feedback_write, Perm.card_write}
+        | {Perm.feedback_write, Perm.card_write, Perm.evaluate}
     ),
-    Role.qa: frozenset(_READ_ALL | {Perm.request_create, Perm.predict, Perm.signoff}),
+    Role.qa: frozenset(
+        _READ_ALL
+        | {Perm.request_create, Perm.predict, Perm.signoff}
+        | {Perm.gates_write, Perm.invariance_write, Perm.evaluate}
+    ),
     Role.devops: frozenset(
         _READ_ALL | {Perm.deploy_write, Perm.predict, Perm.feedback_write, Perm.request_create}
     ),

@@ -32,6 +32,7 @@ KINDS: dict[str, str] = {
     "training.train": "mlteam.training.service:run_training_job",
     "data.pipeline": "mlteam.data.pipelines:run_pipeline_job",
     "serving.batch_score": "mlteam.serving.batch:run_batch_score_job",
+    "evaluation.evaluate": "mlteam.evaluation.service:run_evaluation_job",
 }
 
 TERMINAL = ("succeeded", "failed", "cancelled")

@@ -22,6 +22,8 @@ class Project(IdMixin, Base):
     value_matrix: Mapped[dict[str, Any]] = mapped_column(default=dict)
     required_signoffs: Mapped[list[Any]] = mapped_column(default=lambda: ["qa"])
     trust_pickle: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The gate set (evaluation/gates.py) a version must pass before a promotion request.
+    required_gate_set: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

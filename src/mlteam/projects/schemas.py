@@ -35,6 +35,9 @@ class ProjectPatch(BaseModel):
     value_matrix: dict[str, Any] | None = None
     required_signoffs: list[Role] | None = None
     trust_pickle: bool | None = None
+    required_gate_set: str | None = Field(
+        default=None, max_length=128, description="gate set promotions need; '' clears it"
+    )
 
 
 class ProjectOut(Out):
@@ -46,6 +49,7 @@ class ProjectOut(Out):
     value_matrix: dict[str, Any]
     required_signoffs: list[str]
     trust_pickle: bool
+    required_gate_set: str | None = None
     created_at: datetime
     phase: Phase
     my_roles: list[str]

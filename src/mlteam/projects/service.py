@@ -106,6 +106,7 @@ def list_projects(session: Session, actor: User) -> list[Project]:
 
 _BUSINESS_FIELDS = {"goal", "success_metric", "value_matrix"}
 _MANAGE_FIELDS = {"name", "required_signoffs", "trust_pickle"}
+_GATES_FIELDS = {"required_gate_set"}
 
 
 def update_project(session: Session, actor: User, slug: str, changes: dict[str, Any]) -> Project:
@@ -118,6 +119,14 @@ def update_project(session: Session, actor: User, slug: str, changes: dict[str, 
         require(session, actor, project.id, Perm.business_write)
     if changes.keys() & _MANAGE_FIELDS:
         require(session, actor, project.id, Perm.project_manage)
+    if changes.keys() & _GATES_FIELDS:
+        require(session, actor, project.id, Perm.gates_write)
+        # lazy: evaluation uses projects; "" clears the requirement
+        from mlteam.evaluation import gates
+
+        changes["required_gate_set"] = gates.check_required(
+            session, project.id, changes["required_gate_set"]
+        )
     if "value_matrix" in changes:
         changes["value_matrix"] = check_value_matrix(changes["value_matrix"])
     if "required_signoffs" in changes:

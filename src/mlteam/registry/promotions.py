@@ -79,6 +79,10 @@ def create_promotion(
     mv = registry.get_version(session, actor, slug, name, version)
     if target in registry.aliases_of(session, mv):
         raise Conflict(f"{name} v{mv.version} already is {target}", {"field": "target"})
+    # QA's gates: with a required gate set, only a version that passed it may be proposed.
+    from mlteam.evaluation import service as evaluation  # lazy: evaluation imports registry
+
+    evaluation.check_promotable(session, project, mv, name)
     open_key = f"{mv.id}:{target}"
     existing = session.scalar(select(PromotionRequest).where(PromotionRequest.open_key == open_key))
     if existing is not None:

@@ -20,6 +20,7 @@ from mlteam.core.errors import STATUS, MlteamError
 from mlteam.core.routes import router as core_router
 from mlteam.data.pipeline_routes import router as pipelines_router
 from mlteam.data.routes import router as data_router
+from mlteam.evaluation.routes import router as evaluation_router
 from mlteam.monitoring.routes import router as monitoring_router
 from mlteam.projects.routes import router as projects_router
 from mlteam.registry.mlflow_api import router as registry_mlflow
@@ -173,6 +174,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         tracking_router,
         training_router,
         registry_router,
+        evaluation_router,
         serving_router,
         monitoring_router,
     ):
