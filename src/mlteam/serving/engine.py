@@ -162,7 +162,10 @@ class ServingEngine:
         try:
             loaded = load(route["model_version_id"])
             # the shadow's own signature may name fewer columns; it gets those it names
-            mine = {c: columns[c] for c in loaded.columns if c in columns}
+            if loaded.columns == list(columns):
+                mine = columns  # the same checked input (and its matrix, if any)
+            else:
+                mine = {c: columns[c] for c in loaded.columns if c in columns}
             if len(mine) != len(loaded.columns):
                 raise MlteamError("the shadow version needs columns the live version lacks")
             outputs = loaded.predict(mine)

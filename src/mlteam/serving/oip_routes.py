@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from mlteam.server.deps import CurrentUser, PlatformDep, SessionDep
@@ -56,13 +57,13 @@ def model_ready(
 @router.post("/models/{name}/infer")
 async def infer(
     name: str, request: Request, session: SessionDep, user: CurrentUser, platform: PlatformDep
-) -> dict[str, Any]:
+) -> JSONResponse:
     # tritonclient sends no Content-Type: the body is read as JSON whatever it says
     body = parse_json(await request.body())
     check = oip_checker(body)
     request_id = body.get("id") if isinstance(body.get("id"), str) else None
 
-    def work() -> dict[str, Any]:
+    def work() -> JSONResponse:
         dep, _, a = service.infer(session, user, platform.serving, name, check, request_id)
         out: dict[str, Any] = {
             "model_name": dep.name,
@@ -79,6 +80,6 @@ async def infer(
         }
         if request_id is not None:
             out["id"] = request_id
-        return out
+        return JSONResponse(out)  # as is: no generic encoder walking every value
 
     return await run_in_threadpool(work)

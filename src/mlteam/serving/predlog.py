@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mlteam.core.artifacts import ArtifactStore
@@ -38,11 +40,39 @@ SCHEMA = pa.schema(
 )
 
 
+# Below this many rows a request's inputs are written as JSON by Python, row by row; from it
+# on, by Arrow's compute kernels over whole columns (C, without the GIL: a 1,000-row request's
+# log costs ~3.6 ms instead of ~26 ms of the server's interpreter).
+ARROW_MIN_ROWS = 16
+
+
+def _number_json(values: list[Any]) -> list[str] | None:
+    """JSON texts of plain numbers and booleans in one `json.dumps` call, or None."""
+    if not all(type(v) in (int, float, bool) for v in values):
+        return None
+    text = json.dumps(values)
+    return text[1:-1].split(", ") if values else []
+
+
+def _inputs_json(names: list[str], matrix: np.ndarray) -> pa.Array:
+    """One JSON object per row of a float matrix, `{"name": value, ...}`, built column-wise."""
+    parts: list[Any] = []
+    for j, name in enumerate(names):
+        parts.append(pa.scalar(("{" if j == 0 else ", ") + json.dumps(name) + ": "))
+        column = matrix[:, j]
+        if np.isfinite(column).all():
+            parts.append(pa.array(column).cast(pa.string()))  # shortest round-trip digits
+        else:  # NaN / Infinity as Python's json writes them (Arrow would write nan)
+            parts.append(pa.array([json.dumps(v) for v in column.tolist()], pa.string()))
+    parts.append(pa.scalar("}"))
+    return pc.binary_join_element_wise(*parts, "")
+
+
 @dataclass
 class Batch:
     """One request's answers from one version, kept as given until the log writes them.
 
-    The per-row JSON of inputs and outputs is built by the writer thread, not the request.
+    The JSON of inputs and outputs is built by the writer thread, not the request.
     """
 
     ts: datetime
@@ -51,28 +81,112 @@ class Batch:
     model_version_id: str
     mode: str
     ids: list[str]
-    columns: dict[str, list[Any]]
+    columns: dict[str, Any]  # lists or 1-D arrays; `.matrix` when checked all-numbers
     outputs: list[Any]
     latency_ms: float
 
-    def rows(self) -> list[dict[str, Any]]:
+    def inputs_json(self) -> pa.Array | list[str]:
         names = list(self.columns)
-        values = list(zip(*self.columns.values(), strict=True)) if names else []
-        per_row = self.latency_ms / max(1, len(self.ids))
-        return [
-            {
-                "prediction_id": pid,
-                "ts": self.ts,
-                "deployment_id": self.deployment_id,
-                "revision": self.revision,
-                "model_version_id": self.model_version_id,
-                "mode": self.mode,
-                "inputs": json.dumps(dict(zip(names, row, strict=True))),
-                "output": json.dumps(out),
-                "latency_ms": per_row,
-            }
-            for pid, row, out in zip(self.ids, values, self.outputs, strict=True)
-        ]
+        matrix = getattr(self.columns, "matrix", None)
+        if matrix is not None and len(self.ids) >= ARROW_MIN_ROWS and names:
+            return _inputs_json(names, matrix)
+        if matrix is not None:
+            rows: Any = matrix.tolist()
+        else:
+            values = [v.tolist() if isinstance(v, np.ndarray) else v for v in self.columns.values()]
+            rows = zip(*values, strict=True) if names else [() for _ in self.ids]
+        return [json.dumps(dict(zip(names, row, strict=True))) for row in rows]
+
+    def outputs_json(self) -> list[str]:
+        fast = _number_json(self.outputs)
+        return fast if fast is not None else [json.dumps(out) for out in self.outputs]
+
+
+class _Columns:
+    """The log's columns for one segment, gathered batch by batch. The values a batch shares
+    (time, deployment, revision, version, mode, latency) are kept once per batch and
+    repeated by numpy when the table is built."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.counts: list[int] = []
+        self.ts: list[int] = []  # ms since the epoch, per batch
+        self.deployment: list[str] = []
+        self.revision: list[int] = []
+        self.version: list[str] = []
+        self.mode: list[str] = []
+        self.latency: list[float] = []
+        self.inputs: list[pa.Array] = []
+        self.pending_inputs: list[str] = []
+        self.outputs: list[str] = []
+
+    def _shared(
+        self, n: int, ts: datetime, deployment: str, revision: int, version: str, mode: str
+    ) -> None:
+        self.counts.append(n)
+        self.ts.append(int(ts.timestamp() * 1000))
+        self.deployment.append(deployment)
+        self.revision.append(revision)
+        self.version.append(version)
+        self.mode.append(mode)
+
+    def add(self, b: Batch) -> None:
+        n = len(b.ids)
+        self._shared(n, b.ts, b.deployment_id, b.revision, b.model_version_id, b.mode)
+        self.latency.append(b.latency_ms / max(1, n))
+        self.ids.extend(b.ids)
+        inputs = b.inputs_json()
+        if isinstance(inputs, list):
+            self.pending_inputs.extend(inputs)
+        else:
+            self._close_inputs()
+            self.inputs.append(inputs)
+        self.outputs.extend(b.outputs_json())
+
+    def add_row(self, row: dict[str, Any]) -> None:
+        self._shared(
+            1,
+            row["ts"],
+            row["deployment_id"],
+            row["revision"],
+            row["model_version_id"],
+            row["mode"],
+        )
+        self.latency.append(row["latency_ms"])
+        self.ids.append(row["prediction_id"])
+        self.pending_inputs.append(row["inputs"])
+        self.outputs.append(row["output"])
+
+    def _close_inputs(self) -> None:
+        if self.pending_inputs:
+            self.inputs.append(pa.array(self.pending_inputs, pa.string()))
+            self.pending_inputs = []
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def table(self) -> pa.Table:
+        self._close_inputs()
+        inputs = pa.concat_arrays(self.inputs) if self.inputs else pa.array([], pa.string())
+        counts = np.asarray(self.counts)
+
+        def rep(values: list[Any], dtype: Any) -> np.ndarray:
+            return np.repeat(np.asarray(values, dtype=dtype), counts)
+
+        return pa.table(
+            [
+                pa.array(self.ids, pa.string()),
+                pa.array(rep(self.ts, np.int64)).cast(SCHEMA.field("ts").type),
+                pa.array(rep(self.deployment, object), pa.string()),
+                pa.array(rep(self.revision, np.int32)),
+                pa.array(rep(self.version, object), pa.string()),
+                pa.array(rep(self.mode, object), pa.string()),
+                inputs,
+                pa.array(self.outputs, pa.string()),
+                pa.array(rep(self.latency, np.float64)),
+            ],
+            schema=SCHEMA,
+        )
 
 
 class PredictionLog:
@@ -121,21 +235,24 @@ class PredictionLog:
                 pending, self._rows = self._rows, defaultdict(list)
             written = 0
             for deployment_id, items in pending.items():
-                rows: list[dict[str, Any]] = []
+                columns = _Columns()
                 for item in items:
-                    rows.extend(item.rows() if isinstance(item, Batch) else [item])
-                if not rows:
+                    if isinstance(item, Batch):
+                        columns.add(item)
+                    else:
+                        columns.add_row(item)
+                if not len(columns):
                     continue
+                table = columns.table()
                 try:
-                    self._write(deployment_id, rows)
+                    self._write(deployment_id, table)
                 except Exception:
-                    self.append(rows)
+                    self.append(table.to_pylist())  # kept for the next flush
                     raise
-                written += len(rows)
+                written += len(columns)
             return written
 
-    def _write(self, deployment_id: str, rows: list[dict[str, Any]]) -> None:
-        table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    def _write(self, deployment_id: str, table: pa.Table) -> None:
         buf = io.BytesIO()
         pq.write_table(table, buf, compression="zstd")
         stamp = f"{int(time.time() * 1000):015d}-{uuid.uuid4().hex[:8]}"
