@@ -25,7 +25,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from mlteam.core.errors import InvalidInput
-from mlteam.evaluation.metrics import HIGHER_IS_BETTER, PRIMARY, Predictions, compute
+from mlteam.evaluation.metrics import (
+    HIGHER_IS_BETTER,
+    PRIMARY,
+    Predictions,
+    bootstrap_weights,
+    compute,
+)
 from mlteam.evaluation.report import render_html
 from mlteam.evaluation.suite import run_suite
 
@@ -106,6 +112,22 @@ def test_bootstrap_ci_contains_point_value_and_is_reproducible_by_seed(binary, b
     other = run_suite("classification", model, test, "target", feats, bootstrap=200, seed=1)
     assert again["metrics"] == binary_report["metrics"]
     assert other["metrics"]["roc_auc"]["ci_low"] != again["metrics"]["roc_auc"]["ci_low"]
+
+
+def test_bootstrap_weights_give_sklearns_weighted_metrics_with_tied_scores():
+    rng = np.random.default_rng(3)
+    n = 400
+    y = rng.integers(0, 2, n)
+    score = np.round(np.clip(0.3 * y + rng.random(n) * 0.7, 0, 1), 1)  # many ties
+    pred = (score > 0.5).astype(int)
+    p = Predictions("classification", [0, 1], y, pred, np.c_[1 - score, score])
+    W = next(bootstrap_weights(n, 3, seed=7))
+    got = compute(p, W)
+    for b, w in enumerate(W):
+        assert got["roc_auc"][b] == pytest.approx(skm.roc_auc_score(y, score, sample_weight=w), abs=1e-12)
+        assert got["pr_auc"][b] == pytest.approx(skm.average_precision_score(y, score, sample_weight=w), abs=1e-12)
+        assert got["f1"][b] == pytest.approx(skm.f1_score(y, pred, sample_weight=w), abs=1e-12)
+        assert got["balanced_accuracy"][b] == pytest.approx(skm.balanced_accuracy_score(y, pred, sample_weight=w), abs=1e-12)
 
 
 def test_ece_is_zero_for_calibrated_scores_and_the_gap_otherwise():

@@ -245,6 +245,10 @@ def confusion_counts(y: np.ndarray, pred: np.ndarray, k: int, W: np.ndarray) -> 
     lies outside the label space count towards neither."""
     ok = (y >= 0) & (pred >= 0)
     cells = np.where(ok, y * k + pred, 0)
+    if k * k <= 64:  # few classes: a dense one-hot and one BLAS product
+        onehot = np.zeros((len(y), k * k))
+        onehot[np.arange(len(y)), cells] = ok
+        return (W @ onehot).reshape(W.shape[0], k, k)
     S = sparse.csr_matrix(
         (ok.astype(np.float64), (np.arange(len(y)), cells)), shape=(len(y), k * k)
     )
@@ -255,36 +259,42 @@ class RankedScores:
     """Scores sorted once; ROC AUC and average precision for any weight matrix, ties handled
     as scikit-learn does (a tie counts half for AUC; AP steps at each distinct score).
 
-    Both come from the same two running sums (positive and negative weight, lowest score
-    first), so each view costs a handful of vector passes and no per-view sort.
+    Positives and negatives are sorted apart and each positive's place among the negatives
+    (and among the positives) is looked up once, so a view costs two running sums and a few
+    gathers — no per-view sort, nothing per distinct score.
     """
 
     def __init__(self, score: np.ndarray, positive: np.ndarray) -> None:
-        order = np.argsort(score, kind="mergesort")
-        s = score[order]
-        self.order = order
-        self.pos = positive[order].astype(np.float64)
-        starts = np.r_[0, np.flatnonzero(np.diff(s)) + 1]
-        self.starts = starts if len(starts) < len(s) else None  # None: no ties, no grouping
+        score = np.asarray(score, dtype=np.float64)
+        pos_idx, neg_idx = np.flatnonzero(positive), np.flatnonzero(~positive)
+        po = np.argsort(score[pos_idx], kind="mergesort")
+        no = np.argsort(score[neg_idx], kind="mergesort")
+        self.pos_cols, self.neg_cols = pos_idx[po], neg_idx[no]
+        sp, sn = score[self.pos_cols], score[self.neg_cols]
+        # for each positive (ascending): negatives strictly below / at or below its score,
+        # and positives strictly below it
+        self.n_lo = np.searchsorted(sn, sp, side="left")
+        self.n_hi = np.searchsorted(sn, sp, side="right")
+        self.p_lo = np.searchsorted(sp, sp, side="left")
 
     def scores(self, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(roc_auc, average_precision) per row of ``W``; NaN where a class is absent."""
-        Wo = W[:, self.order]
-        wp = Wo * self.pos
-        wn = Wo - wp
-        if self.starts is not None:
-            wp = np.add.reduceat(wp, self.starts, axis=1)
-            wn = np.add.reduceat(wn, self.starts, axis=1)
-        cp = np.cumsum(wp, axis=1)
-        cn = np.cumsum(wn, axis=1)
-        P, N = cp[:, -1], cn[:, -1]
+        m = W.shape[0]
+        Wp = W[:, self.pos_cols]
+        CN = np.zeros((m, len(self.neg_cols) + 1))
+        np.cumsum(W[:, self.neg_cols], axis=1, out=CN[:, 1:])
+        CP = np.zeros((m, len(self.pos_cols) + 1))
+        np.cumsum(Wp, axis=1, out=CP[:, 1:])
+        P, N = CP[:, -1], CN[:, -1]
+        below = CN[:, self.n_lo]
+        auc_num = 0.5 * (Wp * (below + CN[:, self.n_hi])).sum(axis=1)
         ok = (P > 0) & (N > 0)
-        auc = (wp * (cn - 0.5 * wn)).sum(axis=1) / np.where(ok, P * N, 1.0)
-        # from the highest score down: positives and negatives at or above each threshold
-        tp = P[:, None] - cp + wp
-        seen = tp + (N[:, None] - cn + wn)
+        auc = auc_num / np.where(ok, P * N, 1.0)
+        # precision at the threshold of each positive: weight at or above its score
+        tp = P[:, None] - CP[:, self.p_lo]
+        seen = tp + (N[:, None] - below)
         prec = np.divide(tp, seen, out=np.zeros_like(tp), where=seen > 0)
-        ap = (wp * prec).sum(axis=1) / np.where(P > 0, P, 1.0)
+        ap = (Wp * prec).sum(axis=1) / np.where(P > 0, P, 1.0)
         return np.where(ok, auc, np.nan), np.where(P > 0, ap, np.nan)
 
 
