@@ -593,3 +593,33 @@ def test_the_all_numbers_fast_path_still_names_a_bad_value(bad, field: str) -> N
         runtime.check_records(records, sig, "data")
     with pytest.raises(InvalidInput):
         runtime.check_columns({"a": [r[0] for r in rows], "b": [r[1] for r in rows]}, sig)
+
+
+def test_a_sql_rule_baseline_is_served(admin: Client, srv: dict, tmp_path: Path) -> None:
+    # a baseline the team wrote as SQL: meta only (format sql-rule), no model file
+    slug, rows = srv["slug"], srv["rows"]
+    cols = list(rows[0])
+    sig = {
+        "inputs": [{"name": c, "type": "double"} for c in cols],
+        "output": {"name": "target", "type": "long", "classes": [0, 1]},
+        "task": "classification",
+    }
+    rule = 'CASE WHEN "worst radius" > 16 THEN 0 ELSE 1 END'
+    meta = {"format": "sql-rule", "expression": rule, "signature": sig, "kind": "baseline"}
+    (tmp_path / "mlteam-model.json").write_text(json.dumps(meta))
+    run = admin.create_run(slug, "rule")
+    admin.log_artifact(run["id"], tmp_path / "mlteam-model.json", "model/mlteam-model.json")
+    admin.finish_run(run["id"])
+    v = admin.register(slug, "rule", run["id"])["version"]
+    name = uid("rule")
+    admin.deploy(slug, name, "rule", v)
+    assert admin.deployment(name)["routes"][0]["runtime"] == "duckdb"
+    expected = [0 if r["worst radius"] > 16 else 1 for r in rows]
+    assert 0 in expected and 1 in expected
+    got = admin.predict(name, rows)["predictions"]
+    assert [p["output"] for p in got] == expected
+    split = {"columns": cols, "data": [[r[c] for c in cols] for r in rows]}
+    inv = srv["raw"].post(
+        f"/api/v1/deployments/{name}/invocations", json={"dataframe_split": split}
+    )
+    assert inv.json() == {"predictions": expected}

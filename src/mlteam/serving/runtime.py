@@ -15,6 +15,8 @@ answers:
 - "sklearn-skops" otherwise: the native scikit-learn model, fed a 2-D numpy array when it takes
   one (no pandas on the hot path), a DataFrame only when a ColumnTransformer selects columns by
   name (scikit-learn supports that only on a DataFrame).
+- "sql-rule" (a baseline the team wrote as a SQL expression): DuckDB runs the expression over
+  the request's rows (runtime "duckdb").
 
 Inputs are checked column by column before anything reaches the model, so bad input is a 400
 naming the field, never a 500. The checked input is a dict of columns in signature order, each
@@ -227,9 +229,24 @@ def _sklearn_loader(
     return Predictor(onnx, "onnxruntime")
 
 
+def _rule_loader(store: ArtifactStore, artifact_key: str, signature: dict[str, Any]) -> Predictor:
+    """A SQL-rule baseline ("sql-rule"): its expression run by DuckDB over the checked rows
+    (`mlteam.core.modelfiles.RuleModel`, the same class training and evaluation use)."""
+    from mlteam.core.modelfiles import load_model
+
+    model = load_model(store, artifact_key)
+    names = [c["name"] for c in signature.get("inputs", [])] or list(model.features)
+
+    def predict_rule(columns: Columns) -> list[Any]:
+        return _plain(model.predict(pd.DataFrame({n: columns[n] for n in names})))
+
+    return Predictor(predict_rule, "duckdb")
+
+
 # model format → loader(store, artifact key, signature) → Predictor
 LOADERS: dict[str, Callable[[ArtifactStore, str, dict[str, Any]], Predictor]] = {
     "sklearn-skops": _sklearn_loader,
+    "sql-rule": _rule_loader,
 }
 
 
