@@ -49,14 +49,19 @@ def _line_plot(x: Sequence[float], y: Sequence[float], xlabel: str, ylabel: str,
         return _svg(fig)
 
 
-def _bars(names: Sequence[str], values: Sequence[float], xlabel: str, title: str) -> Markup:
+def _bars(names: Sequence[str], values: Sequence[float], xlabel: str, title: str, color: str | None = None, zoom: bool = False) -> Markup:
+    """Horizontal bars, first name on top; without ``color``, positive bars (a drop) are red.
+    ``zoom`` starts the axis near the smallest value, so 0.95 against 0.99 shows."""
     with rc_context(_RC):
         fig = Figure(figsize=(5.5, 0.28 * len(names) + 0.9))
         ax = fig.add_subplot()
         pos = list(range(len(names)))[::-1]
-        ax.barh(pos, values, color=["#b03a2e" if v > 0 else "#7f8c8d" for v in values])
+        ax.barh(pos, values, color=color or ["#b03a2e" if v > 0 else "#7f8c8d" for v in values])
         ax.set_yticks(pos, [n[:40] for n in names])
         ax.axvline(0, color="#333333", linewidth=0.8)
+        lo, hi = min(values, default=0.0), max(values, default=0.0)
+        if zoom and lo > 0 and hi > lo:
+            ax.set_xlim(max(0.0, lo - (hi - lo)), hi + (hi - lo) * 0.05)
         ax.set_xlabel(xlabel)
         ax.set_title(title)
         return _svg(fig)
@@ -149,7 +154,7 @@ th{background:#f5f5f5}td.l,th.l{text-align:left}.bad{color:#b03a2e;font-weight:6
 <h2>Slices (worst first)</h2>
 {% if slices %}<table><tr><th class="l">column</th><th class="l">slice</th><th>rows</th>{% for n in slice_metrics %}<th>{{ n }}</th>{% endfor %}</tr>
 {% for s in slices %}<tr><td class="l">{{ s.column }}</td><td class="l">{{ s.slice }}</td><td>{{ fmt(s.rows) }}</td>{% for n in slice_metrics %}<td>{{ fmt(s.metrics.get(n)) }}</td>{% endfor %}</tr>
-{% endfor %}</table>{% if more_slices %}<p class="muted">{{ more_slices }} more slices in the JSON report.</p>{% endif %}
+{% endfor %}</table>{% if slices_svg %}<div class="plots">{{ slices_svg }}</div>{% endif %}{% if more_slices %}<p class="muted">{{ more_slices }} more slices in the JSON report.</p>{% endif %}
 {% else %}<p class="muted">No slice columns chosen.</p>{% endif %}
 
 <h2>Fairness</h2>
@@ -207,8 +212,15 @@ def render_html(report: dict, title: str) -> str:
     fairness_svg = None
     if fair and fair.get("groups"):
         groups = fair["groups"][:MAX_BARS]
-        fairness_svg = _bars([g["group"] for g in groups], [g["selection_rate"] or 0.0 for g in groups], "selection rate", f"Selection rate by {fair['column']}"[:60])
+        fairness_svg = _bars([g["group"] for g in groups], [g["selection_rate"] or 0.0 for g in groups], "selection rate", f"Selection rate by {fair['column']}"[:60], color="#1f5fa8")
     slices = report.get("slices") or []
+    primary = report.get("primary_metric", "")
+    ranked = [s for s in slices if (s.get("metrics") or {}).get(primary) is not None][:MAX_BARS]
+    slices_svg = (
+        _bars([f"{s['column']} = {s['slice']}" for s in ranked], [s["metrics"][primary] for s in ranked], primary, "Slices, worst first", color="#1f5fa8", zoom=True)
+        if ranked
+        else None
+    )
     slice_metrics = list(slices[0]["metrics"]) if slices else []
     fair_metrics = list(fair["groups"][0]["metrics"]) if fair and fair.get("groups") else []
     shuffled = sorted(
@@ -231,6 +243,7 @@ def render_html(report: dict, title: str) -> str:
         confusion_svg=confusion_svg,
         importance_svg=importance_svg,
         fairness_svg=fairness_svg,
+        slices_svg=slices_svg,
         fmt=fmt,
         cell=_metric_cell,
     )
