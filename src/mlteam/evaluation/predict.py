@@ -7,7 +7,7 @@ as few calls as memory allows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -57,8 +57,9 @@ def build(task: str, labels: Sequence[Any], y: np.ndarray, model: Any, pred: np.
     return Predictions(task, list(labels), y, pred_idx, proba_matrix(model, proba, pred_idx, labels))
 
 
-def predict_many(model: Any, frames: Sequence[pd.DataFrame], task: str, who: str, want: str) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
-    """``raw`` for each frame, stacking frames into as few calls as ``BATCH_CELLS`` allows."""
+def predict_many(model: Any, frames: Iterable[pd.DataFrame], task: str, who: str, want: str) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
+    """``raw`` for each frame, stacking frames into as few calls as ``BATCH_CELLS`` allows.
+    ``frames`` may be a generator: only one batch of copies is held at a time."""
     results: list[tuple[np.ndarray | None, np.ndarray | None]] = []
     batch: list[pd.DataFrame] = []
     cells = 0

@@ -7,6 +7,7 @@ exactly once (stacked with the others where the model allows).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -93,8 +94,9 @@ def robustness(
         return {"value": value, "drop": worse_by(primary, base_value, value)}
 
     features = list(X.columns)
-    frames = [noisy(X, rng)] + [shuffled(X, f, rng) for f in features]
-    progress(0.0, f"robustness: predicting {len(frames)} perturbed copies")
+    # a generator: copies are made batch by batch, in this order (the seeded draws follow it)
+    frames = itertools.chain([noisy(X, rng)], (shuffled(X, f, rng) for f in features))
+    progress(0.0, f"robustness: predicting {len(features) + 1} perturbed copies")
     results = predict_many(model, frames, task, "model", want)
     noise = score(*results[0])
     shuffled_scores = {f: score(*r) for f, r in zip(features, results[1:], strict=True)}
