@@ -32,6 +32,10 @@ def follow(c: Client, job_id: str) -> dict:
         return c.wait(job_id, on_progress=update)
 
 
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
 def train(
     project: str,
     dataset: str,
@@ -41,10 +45,37 @@ def train(
         None, help="Comma-separated feature columns (default: all others)."
     ),
     task: str = typer.Option("auto", help="auto, classification or regression."),
+    candidates: str | None = typer.Option(
+        None,
+        help="Comma-separated subset of baseline, linear, random_forest, lightgbm "
+        "(default: all; the baseline always runs).",
+    ),
+    baseline_rule: str | None = typer.Option(
+        None,
+        help="Baseline as a DuckDB SQL expression over the features, e.g. "
+        "'CASE WHEN \"worst radius\" > 16 THEN 0 ELSE 1 END'.",
+    ),
+    trials: int | None = typer.Option(
+        None, help="Optuna trials per model candidate (default: no tuning)."
+    ),
+    minutes: float | None = typer.Option(None, help="Tuning time budget per candidate."),
+    cv: int = typer.Option(3, help="Cross-validation folds while tuning."),
+    workers: int = typer.Option(1, help="Tuning trials run at once."),
+    executor: str = typer.Option("local", help="Where trials run: local or ray."),
+    ray_address: str | None = typer.Option(
+        None, help="Ray cluster address for --executor ray (default: MLTEAM_RAY_ADDRESS)."
+    ),
+    seed: int = typer.Option(42, help="Seed of the split, the models and the tuner."),
+    test_fraction: float = typer.Option(
+        0.2, help="Share of rows for test (and again for validation) without a version split."
+    ),
+    experiment: str = typer.Option("training", help="Experiment of the runs."),
     register_as: str | None = typer.Option(None, help="Register the best candidate as this model."),
     wait: bool = typer.Option(True, help="Wait for the job and show its progress."),
+    as_json: bool = JsonOpt,
 ) -> None:
-    """Train a non-ML baseline and a candidate on a dataset version, as a background job."""
+    """Train a non-ML baseline and model candidates on a dataset version (optionally tuned), as a
+    background job; says whether the best beats the baseline."""
     with errors():
         c = client()
         job = c.train(
@@ -54,7 +85,18 @@ def train(
             version=version,
             task=task,
             register_as=register_as,
-            features=[f.strip() for f in features.split(",")] if features else None,
+            features=_csv(features),
+            candidates=_csv(candidates),
+            baseline_rule=baseline_rule,
+            trials=trials,
+            minutes=minutes,
+            cv=cv,
+            workers=workers,
+            executor=executor,
+            ray_address=ray_address,
+            seed=seed,
+            test_fraction=test_fraction,
+            experiment=experiment,
         )
         err.print(f"job {job['id']} queued")
         if not wait:
@@ -62,10 +104,23 @@ def train(
             return
         job = follow(c, job["id"])
         result = job["result"]
-        table(
-            [{"run": r["run_id"], "candidate": r["name"], **r["metrics"]} for r in result["runs"]],
-            ["candidate", "run", *result["runs"][0]["metrics"].keys()],
-        )
+        if as_json:
+            show(result, True)
+            return
+        keys = list(result["runs"][0]["metrics"].keys())
+        rows = []
+        for r in result["runs"]:
+            tuned = (result.get("tuning") or {}).get("candidates", {}).get(r["name"])
+            rows.append(
+                {
+                    "run": r["run_id"],
+                    "candidate": r["name"],
+                    **r["metrics"],
+                    "trials": tuned["trials"] if tuned else "",
+                    "onnx": "yes" if r.get("onnx") else "",
+                }
+            )
+        table(rows, ["candidate", "run", *keys, "trials", "onnx"])
         typer.echo(result["verdict"])
         if mv := result.get("model_version"):
             typer.echo(f"registered {mv['model']} v{mv['version']}")

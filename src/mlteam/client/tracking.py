@@ -14,11 +14,21 @@ from mlteam.core.errors import InvalidInput
 
 class TrackingAPI(Base):
     def train(self, slug: str, dataset: str, target: str, **options: Any) -> dict[str, Any]:
-        """Queue a training job (baseline + candidate); returns the job. See `wait`."""
+        """Queue a training job; returns the job (see `wait`; its result says whether the best
+        candidate beats the baseline).
+
+        Options (all passed through): `version`, `features`, `task`, `experiment`,
+        `test_fraction`, `seed`, `register_as`, `candidates` (subset of "baseline", "linear",
+        "random_forest", "lightgbm"), `baseline_rule` (a DuckDB SQL expression over the
+        features), `trials` / `minutes` (tuning budget per candidate), `cv` (folds),
+        `workers` (trials at once), `executor` ("local" or "ray") and `ray_address`.
+        Options left as None are not sent, so the server's defaults apply.
+        """
+        body = {k: v for k, v in options.items() if v is not None}
         return self._call(
             "POST",
             f"/projects/{slug}/train",
-            json={"dataset": dataset, "target": target, **options},
+            json={"dataset": dataset, "target": target, **body},
         )
 
     def runs(self, slug: str, experiment: str | None = None) -> list[dict[str, Any]]:

@@ -41,6 +41,7 @@ from mlteam.core.errors import InvalidInput
 MAX_CLASSES = 50
 CANDIDATES = ("baseline", "linear", "random_forest", "lightgbm")
 MIN_ROWS = 10
+MIN_TRAIN = 10
 
 
 @dataclass
@@ -83,16 +84,22 @@ def check_training_frame(df: pd.DataFrame, target: str, features: list[str]) -> 
 
 
 def check_parts(
-    train: pd.DataFrame, validation: pd.DataFrame, test: pd.DataFrame, target: str, task: str, cv: int
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    test: pd.DataFrame,
+    target: str,
+    task: str,
+    cv: int,
 ) -> None:
-    """Each part must be usable: rows in every part, two classes and `cv` rows in train."""
+    """Each part must be usable: train at least MIN_TRAIN rows (and two per fold), validation
+    and test at least two each, two classes in train."""
     sizes = {"train": len(train), "validation": len(validation), "test": len(test)}
-    empty = [k for k, v in sizes.items() if v == 0]
-    if empty or len(train) < max(cv, 2) * 2:
+    need_train = max(MIN_TRAIN, 2 * cv)
+    if sizes["train"] < need_train or sizes["validation"] < 2 or sizes["test"] < 2:
         raise InvalidInput(
             f"too few rows for the split: train={sizes['train']}, "
             f"validation={sizes['validation']}, test={sizes['test']} "
-            f"(every part needs rows, train at least {max(cv, 2) * 2})",
+            f"(need train >= {need_train}, validation >= 2, test >= 2)",
             {"field": "rows", "parts": sizes},
         )
     if task == "classification" and train[target].nunique() < 2:
@@ -109,7 +116,9 @@ def _numeric(df: pd.DataFrame, features: list[str]) -> list[str]:
     ]
 
 
-def preprocessor(df: pd.DataFrame, features: list[str], family: str = "linear") -> ColumnTransformer:
+def preprocessor(
+    df: pd.DataFrame, features: list[str], family: str = "linear"
+) -> ColumnTransformer:
     """Imputation and one-hot encoding; scaling only for the linear model; LightGBM takes
     numerics as they are (it handles missing values itself)."""
     numeric = _numeric(df, features)

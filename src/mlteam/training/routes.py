@@ -21,7 +21,14 @@ def train(
     platform: PlatformDep,
     background: BackgroundTasks,
 ) -> object:
-    """Queue a training job (baseline + candidate); poll `/jobs/{id}` for its state."""
-    job = service.start_training(session, user, slug, **body.model_dump())
+    """Queue a training job (baseline + candidates, optionally tuned); poll `/jobs/{id}`."""
+    job = service.start_training(
+        session,
+        user,
+        slug,
+        **body.model_dump(),
+        store=platform.artifacts,
+        default_ray_address=platform.settings.ray_address,
+    )
     background.add_task(platform.executor.wake)  # after the commit, so the executor sees it
     return job

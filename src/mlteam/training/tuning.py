@@ -99,6 +99,7 @@ def tune(
                 "number": trial.number,
                 "params": p,
                 "cv_score": r["values"][-1],
+                "values": r["values"],
                 "folds_run": len(r["values"]),
                 "pruned": r["pruned"],
                 "seconds": r["seconds"],

@@ -1,0 +1,348 @@
+"""Training recipes end to end through the SDK: candidates, tuning (reproducible, as child runs),
+the SQL-rule baseline, the checked ONNX export, the Ray executor, custom-code models, and bad
+input refused at submission or failing the job cleanly. Small data, few trials."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlteam import Client
+from mlteam.core.artifacts import ArtifactStore
+from mlteam.core.errors import InvalidInput, MlteamError, NotFound
+from mlteam.core.modelfiles import RuleModel, load_model, load_sklearn
+from tests.conftest import uid
+
+RULE = 'CASE WHEN "x1" > 0 THEN 1 ELSE 0 END'
+
+
+def _frame(n: int = 300, seed: int = 0) -> pd.DataFrame:
+    """Binary target driven by x1 and x2 and the colour; a few missing numerics."""
+    rng = np.random.default_rng(seed)
+    x1, x2, x3 = rng.normal(size=n), rng.normal(size=n), rng.normal(size=n)
+    colour = rng.choice(["red", "green", "blue"], n)
+    logit = 2.0 * x1 - 1.5 * x2 + (colour == "red") * 1.0
+    y = (logit + rng.normal(scale=0.7, size=n) > 0).astype(int)
+    df = pd.DataFrame({"x1": x1, "x2": x2, "x3": x3, "colour": colour, "y": y})
+    df.loc[::17, "x3"] = np.nan
+    return df
+
+
+@pytest.fixture(scope="module")
+def proj(admin: Client, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A project with a binary, a multiclass/regression and a few broken datasets."""
+    tmp = tmp_path_factory.mktemp("training")
+    slug = uid("train")
+    admin.create_project(slug)
+    df = _frame()
+    df.to_csv(tmp / "bin.csv", index=False)
+    admin.upload(slug, "bin", tmp / "bin.csv")
+    rng = np.random.default_rng(1)
+    multi = df.assign(
+        kind=np.select([df.x1 > 0.5, df.x1 < -0.5], ["high", "low"], "mid"),
+        amount=3.0 * df.x1 - 2.0 * df.x2 + rng.normal(scale=0.1, size=len(df)),
+    ).drop(columns="y")
+    multi.to_csv(tmp / "multi.csv", index=False)
+    admin.upload(slug, "multi", tmp / "multi.csv")
+    df.assign(empty=np.nan).to_csv(tmp / "nulls.csv", index=False)
+    admin.upload(slug, "nulls", tmp / "nulls.csv", types={"empty": "DOUBLE"})
+    df.head(12).to_csv(tmp / "few.csv", index=False)
+    admin.upload(slug, "few", tmp / "few.csv")
+    return {"slug": slug, "df": df, "multi": multi}
+
+
+def _train(c: Client, slug: str, dataset: str, target: str, **opts: Any) -> dict[str, Any]:
+    return c.wait(c.train(slug, dataset, target, **opts)["id"], timeout=300, poll=0.2)
+
+
+def _children(c: Client, slug: str, parent: str) -> list[dict[str, Any]]:
+    return [r for r in c.runs(slug) if r["parent_run_id"] == parent]
+
+
+# -- recipes and tuning -------------------------------------------------------------------------
+
+
+def test_tuned_candidates_are_tracked_and_a_rerun_reproduces_them(
+    admin: Client, proj: dict
+) -> None:
+    slug = proj["slug"]
+    opts = {"candidates": ["linear", "lightgbm"], "trials": 4, "cv": 3, "seed": 7}
+    first = _train(admin, slug, "bin", "y", experiment="tune-a", **opts)
+    result = first["result"]
+    assert first["state"] == "succeeded" and first["progress"] == 1.0
+    assert [r["name"] for r in result["runs"]] == [
+        "baseline_majority",
+        "logistic_regression",
+        "lightgbm",
+    ]
+    assert result["beats_baseline"] and "beats the baseline" in result["verdict"]
+    tuning = result["tuning"]["candidates"]
+    assert set(tuning) == {"logistic_regression", "lightgbm"}
+    assert all(t["trials"] == 4 and t["best_params"] for t in tuning.values())
+    # every trial is a child run of its candidate's run, with params and its CV score
+    lgbm = next(r for r in result["runs"] if r["name"] == "lightgbm")
+    trials = _children(admin, slug, lgbm["run_id"])
+    assert len(trials) == 4 and all(t["kind"] == "tuning" for t in trials)
+    one = admin.run(trials[0]["id"])
+    assert "num_leaves" in one["params"] and "cv_accuracy" in one["metrics"]
+    assert one["tags"]["mlteam.executor"] == "local"
+    cand = admin.run(lgbm["run_id"])
+    assert cand["tags"]["mlteam.baseline_run"] == result["baseline_run_id"]
+    assert json.loads(cand["params"]["features"]) == ["x1", "x2", "x3", "colour"]
+    assert json.loads(cand["params"]["split"])["source"] == "split_frame"
+    assert {"task", "seed", "test_fraction", "target"} <= set(cand["params"])
+    # the parent run holds the candidates
+    assert {r["id"] for r in _children(admin, slug, result["parent_run_id"])} == {
+        r["run_id"] for r in result["runs"]
+    }
+
+    again = _train(admin, slug, "bin", "y", experiment="tune-b", **opts)["result"]
+    for a, b in zip(result["runs"], again["runs"], strict=True):
+        assert a["params"] == b["params"] and a["metrics"] == b["metrics"]
+    assert again["tuning"]["candidates"]["lightgbm"]["best_cv"] == tuning["lightgbm"]["best_cv"]
+
+
+def test_multiclass_and_regression(admin: Client, proj: dict) -> None:
+    slug = proj["slug"]
+    multi = _train(
+        admin,
+        slug,
+        "multi",
+        "kind",
+        features=["x1", "x2", "colour"],
+        candidates=["random_forest"],
+    )["result"]
+    assert multi["task"] == "classification" and multi["beats_baseline"]
+    model = admin.run(multi["best_run_id"])
+    meta = json.loads(admin.artifact(model["id"], "model/mlteam-model.json"))
+    assert meta["signature"]["output"]["classes"] == ["high", "low", "mid"]
+
+    reg = _train(
+        admin,
+        slug,
+        "multi",
+        "amount",
+        features=["x1", "x2", "x3"],
+        candidates=["linear"],
+        trials=3,
+    )["result"]
+    assert reg["task"] == "regression" and reg["primary_metric"] == "rmse"
+    assert reg["best"] == "ridge" and reg["runs"][1]["metrics"]["r2"] > 0.9
+
+
+# -- ONNX, registration, custom code --------------------------------------------------------------
+
+
+def test_best_model_registered_with_checked_onnx_export(
+    admin: Client, proj: dict, settings
+) -> None:
+    import onnxruntime as ort
+
+    slug, df = proj["slug"], proj["df"]
+    job = _train(
+        admin,
+        slug,
+        "bin",
+        "y",
+        features=["x1", "x2", "x3"],
+        candidates=["linear"],
+        register_as="bin-clf",
+    )
+    result = job["result"]
+    mv = admin.model_version(slug, "bin-clf", result["model_version"]["version"])
+    assert mv["run_id"] == result["best_run_id"]
+    assert [i["name"] for i in mv["signature"]["inputs"]] == ["x1", "x2", "x3"]
+    run_id = result["best_run_id"]
+    files = {a["path"] for a in admin.artifacts(run_id, "model")}
+    assert {"model.skops", "model.onnx", "mlteam-model.json"} <= files
+    meta = json.loads(admin.artifact(run_id, "model/mlteam-model.json"))
+    onnx = meta["onnx"]
+    assert (
+        onnx["max_abs_diff"] <= 1e-5
+        and onnx["rows_checked"] == result["split"]["rows"]["validation"]
+    )
+    assert {i["type"] for i in onnx["inputs"]} == {"double"}
+    # the export answers like the native model, checked here independently on every row
+    native = load_sklearn(admin.artifact(run_id, "model/model.skops"))
+    sess = ort.InferenceSession(admin.artifact(run_id, "model/model.onnx"))
+    feeds = {
+        i["name"]: df[i["feature"]].to_numpy(np.float64).reshape(-1, 1) for i in onnx["inputs"]
+    }
+    labels, proba = sess.run([onnx["outputs"]["label"], onnx["outputs"]["probabilities"]], feeds)
+    X = df[["x1", "x2", "x3"]]
+    assert (labels.ravel() == native.predict(X)).all()
+    assert np.abs(proba - native.predict_proba(X)).max() <= 1e-5
+    # and load_model reads the registered version's files
+    store = ArtifactStore(settings.artifact_root)
+    loaded = load_model(store, f"runs/{run_id}/artifacts/model")
+    assert (loaded.predict(X) == native.predict(X)).all()
+
+
+def test_custom_code_model_registers_and_loads(admin: Client, proj: dict, tmp_path: Path) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from mlteam.core.modelfiles import dump_sklearn
+
+    slug, df = proj["slug"], proj["df"]
+    model = LogisticRegression().fit(df[["x1", "x2"]], df["y"])
+    run = admin.create_run(slug, "custom", name="my notebook model")
+    dump_sklearn(model, str(tmp_path / "model.skops"))
+    meta = {
+        "format": "sklearn-skops",
+        "signature": {
+            "inputs": [{"name": "x1", "type": "double"}, {"name": "x2", "type": "double"}],
+            "output": {"name": "y", "type": "long", "classes": [0, 1]},
+            "task": "classification",
+        },
+        "target": "y",
+        "candidate": "custom",
+        "kind": "model",
+    }
+    (tmp_path / "mlteam-model.json").write_text(json.dumps(meta))
+    admin.log_artifact(run["id"], tmp_path / "model.skops", "model/model.skops")
+    admin.log_artifact(run["id"], tmp_path / "mlteam-model.json", "model/mlteam-model.json")
+    admin.finish_run(run["id"])
+    mv = admin.register(slug, "custom-clf", run["id"])
+    assert mv["version"] == 1 and mv["format"] == "sklearn-skops"
+    got = load_sklearn(admin.artifact(run["id"], "model/model.skops"))
+    assert (got.predict(df[["x1", "x2"]]) == model.predict(df[["x1", "x2"]])).all()
+
+
+def test_sql_rule_baseline(admin: Client, proj: dict, settings) -> None:
+    slug, df = proj["slug"], proj["df"]
+    result = _train(
+        admin, slug, "bin", "y", candidates=["baseline"], baseline_rule=RULE, register_as="rule"
+    )["result"]
+    base = result["runs"][0]
+    assert base["name"] == "baseline_rule" and result["best"] == "baseline_rule"
+    assert not result["beats_baseline"] and "baseline is the better product" in result["verdict"]
+    expected = float(((df.x1 > 0).astype(int) == df.y).mean())
+    assert base["metrics"]["accuracy"] > 0.6 and abs(base["metrics"]["accuracy"] - expected) < 0.15
+    files = {a["path"] for a in admin.artifacts(base["run_id"], "model")}
+    assert files == {"mlteam-model.json"}
+    meta = json.loads(admin.artifact(base["run_id"], "model/mlteam-model.json"))
+    assert meta["format"] == "sql-rule" and meta["expression"] == RULE
+    mv = admin.model_version(slug, "rule", 1)
+    assert mv["format"] == "sql-rule"
+    rule = load_model(
+        ArtifactStore(settings.artifact_root), f"runs/{base['run_id']}/artifacts/model"
+    )
+    assert isinstance(rule, RuleModel) and list(rule.classes_) == [0, 1]
+    pred = rule.predict(df)
+    assert (pred == (df.x1 > 0).astype(int)).all()
+    assert (rule.predict_proba(df)[:, 1] == pred).all()
+
+
+# -- executors ------------------------------------------------------------------------------------
+
+
+def test_ray_executor_runs_trials_as_ray_tasks_like_local(admin: Client, proj: dict) -> None:
+    ray = pytest.importorskip("ray")
+    slug = proj["slug"]
+    opts = {"candidates": ["lightgbm"], "trials": 4, "workers": 2, "seed": 3}
+    local = _train(admin, slug, "bin", "y", experiment="exec-local", **opts)["result"]
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        address = ray.get_runtime_context().gcs_address
+        remote = _train(
+            admin,
+            slug,
+            "bin",
+            "y",
+            experiment="exec-ray",
+            executor="ray",
+            ray_address=address,
+            **opts,
+        )["result"]
+    finally:
+        ray.shutdown()
+    assert remote["tuning"]["executor"] == "ray"
+    lgbm = next(r for r in remote["runs"] if r["name"] == "lightgbm")
+    tags = [admin.run(t["id"])["tags"] for t in _children(admin, slug, lgbm["run_id"])]
+    assert len(tags) == 4
+    assert all(t["mlteam.executor"] == "ray" and t.get("mlteam.trial.ray_task") for t in tags)
+    local_lgbm = next(r for r in local["runs"] if r["name"] == "lightgbm")
+    local_tags = [admin.run(t["id"])["tags"] for t in _children(admin, slug, local_lgbm["run_id"])]
+    assert all(t["mlteam.executor"] == "local" for t in local_tags)
+    # two pool workers ran the local trials
+    assert len({t["mlteam.trial.pid"] for t in local_tags}) == 2
+    def same(t: dict) -> dict:
+        return {k: v for k, v in t.items() if k != "seconds"}
+
+    assert same(local["tuning"]["candidates"]["lightgbm"]) == same(
+        remote["tuning"]["candidates"]["lightgbm"]
+    )
+    assert [r["metrics"] for r in local["runs"]] == [r["metrics"] for r in remote["runs"]]
+
+
+# -- bad input ------------------------------------------------------------------------------------
+
+BAD = [
+    pytest.param({"target": "ghost"}, "target", id="target-missing"),
+    pytest.param({"features": ["x1", "ghost"]}, "features", id="feature-unknown"),
+    pytest.param(
+        {"baseline_rule": 'CASE WHEN "x1" > THEN 1 END'}, "baseline_rule", id="rule-syntax"
+    ),
+    pytest.param(
+        {"baseline_rule": "CASE WHEN nope > 1 THEN 1 ELSE 0 END"}, "baseline_rule", id="rule-column"
+    ),
+    pytest.param(
+        {"baseline_rule": "CASE WHEN y > 1 THEN 1 ELSE 0 END"},
+        "baseline_rule",
+        id="rule-reads-target",
+    ),
+    pytest.param({"baseline_rule": "1; DROP TABLE v"}, "baseline_rule", id="rule-two-statements"),
+    pytest.param({"trials": -1}, "trials", id="trials-negative"),
+    pytest.param({"minutes": 0}, "minutes", id="minutes-zero"),
+    pytest.param({"cv": 1}, "cv", id="cv-one"),
+    pytest.param({"workers": 0}, "workers", id="workers-zero"),
+    pytest.param({"executor": "spark"}, "executor", id="executor-unknown"),
+    pytest.param({"executor": "ray"}, "ray_address", id="ray-without-address"),
+    pytest.param({"candidates": ["xgboost"]}, "candidates", id="candidate-unknown"),
+]
+
+
+@pytest.mark.parametrize(("options", "field"), BAD)
+def test_bad_request_is_refused_at_submission(
+    admin: Client, proj: dict, options: dict, field: str
+) -> None:
+    slug = proj["slug"]
+    opts = dict(options)
+    target = opts.pop("target", "y")
+    before = len(admin.jobs(slug))
+    with pytest.raises(InvalidInput) as err:
+        admin.train(slug, "bin", target, **opts)
+    assert err.value.details["field"] == field
+    assert len(admin.jobs(slug)) == before
+
+
+@pytest.mark.parametrize(
+    ("dataset", "target", "says"),
+    [
+        pytest.param("nulls", "y", "only nulls", id="feature-all-nulls"),
+        pytest.param("few", "y", "too few rows", id="too-few-rows"),
+        pytest.param("multi", "colour", None, id="constant-target"),
+    ],
+)
+def test_data_problems_fail_the_job_cleanly(
+    admin: Client, proj: dict, dataset: str, target: str, says: str | None, tmp_path: Path
+) -> None:
+    slug = proj["slug"]
+    if says is None:  # a constant target: a fresh dataset with one value
+        proj["df"].assign(flat=1).to_csv(tmp_path / "flat.csv", index=False)
+        admin.upload(slug, "flat", tmp_path / "flat.csv")
+        dataset, target, says = "flat", "flat", "constant"
+    name = uid("never")
+    job = admin.train(slug, dataset, target, register_as=name)
+    with pytest.raises(MlteamError, match="failed"):
+        admin.wait(job["id"], timeout=120, poll=0.2)
+    failed = admin.job(job["id"])
+    assert failed["state"] == "failed" and says in failed["error"]
+    assert "Traceback" not in failed["error"]
+    with pytest.raises(NotFound):
+        admin.model_versions(slug, name)
