@@ -8,6 +8,8 @@ commit on success, roll back on error, database outages become `Unavailable`.
 from __future__ import annotations
 
 import contextlib
+import logging
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,6 +21,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sqlalchemy.types import TypeDecorator
 
 from mlteam.core.errors import MlteamError, Unavailable
+
+log = logging.getLogger(__name__)
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -76,12 +80,62 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str) -> Engine:
+def _no_autocheckpoint(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA wal_autocheckpoint=0")
+    cur.close()
+
+
+class Checkpointer:
+    """Copies SQLite's write-ahead log back into the database file on a thread of its own.
+
+    By default the commit that finds the log past 1,000 pages does that copy itself, with an
+    fsync: a batch of metrics then waited 24 ms for its commit instead of 7 (measured). The
+    server's connections leave it to this thread, which checkpoints every `interval` seconds
+    (PASSIVE: it never blocks a reader or a writer) and once more when stopped. Other
+    processes (job workers, the CLI) keep SQLite's default and checkpoint as they go.
+    """
+
+    def __init__(self, engine: Engine, interval: float = 1.0) -> None:
+        self.engine = engine
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def checkpoint(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except exc.SQLAlchemyError as err:  # a busy database: the next round catches up
+            log.warning("WAL checkpoint skipped: %s", err)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.checkpoint()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self.checkpoint()
+
+
+def make_engine(url: str, *, own_checkpoints: bool = False) -> Engine:
+    """The engine for `url`; with `own_checkpoints`, SQLite commits never checkpoint (see
+    `Checkpointer`)."""
     if url.startswith("sqlite"):
         # No pre-ping: a SQLite file does not drop connections, and the ping is a query on
         # every checkout (a few per cent of a small request).
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        if own_checkpoints:
+            event.listen(engine, "connect", _no_autocheckpoint)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
@@ -89,10 +143,15 @@ def make_engine(url: str) -> Engine:
 class Database:
     """Owns the engine; hands out units of work."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, own_checkpoints: bool = False) -> None:
+        """`own_checkpoints`: a long-running process (the server) that runs a `Checkpointer`
+        instead of checkpointing SQLite's log inside commits."""
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, own_checkpoints=own_checkpoints)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.checkpointer = (
+            Checkpointer(self.engine) if own_checkpoints and url.startswith("sqlite") else None
+        )
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:

@@ -23,7 +23,7 @@ class Platform:
         self.settings = settings
         if migrate:
             upgrade(settings.database_url)
-        self.db = Database(settings.database_url)
+        self.db = Database(settings.database_url, own_checkpoints=True)
         self.artifacts = ArtifactStore(settings.artifact_root)
         self.executor = LocalExecutor(settings, self.db)
         self.scheduler = Scheduler(self.db, settings.scheduler_interval, self.executor.wake)
@@ -39,6 +39,8 @@ class Platform:
         with self._lock:
             if self._started:
                 return
+            if self.db.checkpointer is not None:
+                self.db.checkpointer.start()
             self.executor.start()
             self.predictions.start()
             self.scheduler.start()
@@ -52,5 +54,7 @@ class Platform:
             self.serving.stop()  # shadow predictions under way are logged first
             self.predictions.stop()
             self.executor.stop()
+            if self.db.checkpointer is not None:
+                self.db.checkpointer.stop()
             self._started = False
         self.db.dispose()
