@@ -292,10 +292,6 @@ def _json_safe(obj: Any) -> Any:
 
 
 def run_evaluation_job(ctx: jobs.JobContext) -> dict[str, Any]:
-    from mlteam.evaluation.report import render_html
-    from mlteam.evaluation.suite import run_suite
-    from mlteam.training import recipes
-
     p = ctx.params
     notes: list[str] = []
     ctx.progress(0.02, f"loading {p['model']} v{p['version']}")
@@ -342,12 +338,18 @@ def run_evaluation_job(ctx: jobs.JobContext) -> dict[str, Any]:
         raise InvalidInput(f"target column {target!r} is not in {p['dataset']}", {"field": "dataset"})
     task = params.get("task") or sig_task
     if task not in ("classification", "regression"):
+        from mlteam.training import recipes
+
         task = recipes.infer_task(df[target].dropna())
     test, train = _test_rows(
         df, split, p["dataset_version_id"] in trained_on, params, target, task, notes, p["dataset"]
     )
 
     model = _load(ctx.artifacts, key)
+    # imported once the model loaded: a version nothing can load fails fast
+    from mlteam.evaluation.report import render_html
+    from mlteam.evaluation.suite import run_suite
+
     baseline = None
     if baseline_key:
         try:
