@@ -360,6 +360,21 @@ def test_slices_list_every_value_and_numeric_bins_worst_first(binary, binary_rep
     )
 
 
+def test_missing_slice_and_group_values_get_their_own_slice(binary):
+    _, test, feats, model, _ = binary
+    region = np.where(np.arange(len(test)) % 4 == 0, None, np.where(np.arange(len(test)) % 2, "north", "south"))
+    test = test.assign(region=region, vip=np.arange(len(test)) % 3 == 0)
+    report = run_suite(
+        "classification", model, test, "target", feats, slice_columns=["region", "vip"],
+        sensitive="region", bootstrap=10,
+    )
+    slices = {(s["column"], s["slice"]): s["rows"] for s in report["slices"]}
+    assert slices[("region", "(missing)")] == (np.arange(len(test)) % 4 == 0).sum()
+    assert slices[("vip", "True")] + slices[("vip", "False")] == len(test)
+    groups = {g["group"]: g["rows"] for g in report["fairness"]["groups"]}
+    assert set(groups) == {"(missing)", "north", "south"} and sum(groups.values()) == len(test)
+
+
 def test_render_html_is_self_contained_with_statement_plots_and_escaped_text(binary_report):
     page = render_html(binary_report, 'Churn <script>alert("x")</script>')
     assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
