@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from mlteam.core import audit
@@ -267,10 +267,15 @@ def rollback(
     return dep, rev
 
 
+# Built once: every prediction looks its deployment up, and building the statement anew
+# (SQLAlchemy's expression coercion) cost more than running it.
+_DEPLOYMENT_BY_NAME = select(Deployment).where(Deployment.name == bindparam("name"))
+
+
 def get_deployment(
     session: Session, actor: User, name: str, perm: Perm = Perm.monitor_read
 ) -> Deployment:
-    dep = session.scalar(select(Deployment).where(Deployment.name == name))
+    dep = session.scalar(_DEPLOYMENT_BY_NAME, {"name": name})
     if dep is None:
         raise NotFound(f"deployment {name} not found")
     require(session, actor, dep.project_id, perm, what=f"deployment {name}")
