@@ -234,6 +234,16 @@ def test_value_matrix_gives_per_1000_values_and_a_plain_ship_statement(binary):
     assert re.match(r"Ship the model: it is worth [\d,.]+ per 1,000 decisions more than the baseline \(95% CI", bv["statement"])
 
 
+def test_without_bootstrap_there_are_no_intervals_but_still_a_decision(binary):
+    _, test, feats, model, baseline = binary
+    report = run_suite("classification", model, test, "target", feats, baseline=baseline, bootstrap=0)
+    assert report["metrics"]["accuracy"]["ci_low"] is None and report["metrics"]["accuracy"]["value"] > 0.9
+    bv = report["business_value"]
+    assert bv["vs_baseline"]["ci_low"] is None and bv["ship"] == "model"
+    assert "95% CI" not in bv["statement"]
+    json.dumps(report, allow_nan=False)
+
+
 def test_champion_the_model_does_not_beat_is_kept(binary):
     _, test, feats, model, baseline = binary
     report = run_suite(

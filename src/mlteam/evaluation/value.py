@@ -98,7 +98,8 @@ def paired(diff: np.ndarray, boot: np.ndarray) -> dict[str, Any]:
         if not math.isfinite(p_value):
             p_value = 1.0
     b = boot[~np.isnan(boot)]
-    lo, hi = (float(np.percentile(b, 2.5)), float(np.percentile(b, 97.5))) if b.size else (mean, mean)
+    # no resamples (bootstrap=0): no interval rather than a made-up one
+    lo, hi = (float(np.percentile(b, 2.5)), float(np.percentile(b, 97.5))) if b.size else (None, None)
     return {
         "difference_per_1000": mean,
         "ci_low": lo,
@@ -119,10 +120,10 @@ def _fmt(x: float) -> str:
 def _cmp(c: dict[str, Any], what: str) -> str:
     d = c["difference_per_1000"]
     word = "more" if d >= 0 else "less"
-    return (
-        f"{_fmt(abs(d))} per 1,000 decisions {word} than {what} "
-        f"(95% CI {_fmt(c['ci_low'])} to {_fmt(c['ci_high'])}, p={c['p_value']:.3g})"
+    ci = (
+        f"95% CI {_fmt(c['ci_low'])} to {_fmt(c['ci_high'])}, " if c["ci_low"] is not None else ""
     )
+    return f"{_fmt(abs(d))} per 1,000 decisions {word} than {what} ({ci}p={c['p_value']:.3g})"
 
 
 def decide(
