@@ -54,7 +54,7 @@ def test_whole_loop_over_http(live_admin: Client, cancer_csv) -> None:
     assert c.project(slug)["phase"] == "experimentation"
 
     # b. training as a background job: a baseline and a model, each a tracked run
-    job = c.train(slug, "cancer", "target")
+    job = c.train(slug, "cancer", "target", candidates=["baseline", "linear"])
     assert job["state"] in ("queued", "running")
     job = c.wait(job["id"], timeout=300)
     result = job["result"]
