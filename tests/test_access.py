@@ -74,6 +74,10 @@ ALLOWED: dict[str, frozenset[str]] = {
     ),
     "read_monitoring": _READERS,
     "read_jobs": _READERS,
+    # qa: "evaluation gates and test suites"; domain experts declare invariance tests (issue 5)
+    "read_gates": _READERS,
+    "write_gates": frozenset({"owner", "qa"}),
+    "declare_invariances": frozenset({"owner", "domain_expert", "qa"}),
 }
 
 # Cells where core/access.py disagrees with DESIGN.md; the test keeps DESIGN's answer.
@@ -362,6 +366,37 @@ def read_jobs(w: World, m: Member):
     return [listing, lambda: m.client.job(job), lambda: m.client.job_log(job)], None
 
 
+def read_gates(w: World, m: Member):
+    slug = w.loop["slug"]
+    return [
+        lambda: m.client.gate_sets(slug),
+        lambda: m.client.invariances(slug),
+        lambda: m.client.evaluations(slug),
+    ], None
+
+
+def write_gates(w: World, m: Member):
+    name = f"gates-{m.role}"
+
+    def call() -> dict:
+        gs = m.client.create_gate_set(
+            w.work, name, [{"type": "metric", "metric": "accuracy", "min": 0.5}]
+        )
+        assert gs["version"] == 1
+        return gs
+
+    return [call], (w.work, "gateset.create", lambda _: f"gateset:{name}@1")
+
+
+def declare_invariances(w: World, m: Member):
+    name = f"inv-{m.role}"
+
+    def call() -> dict:
+        return m.client.add_invariance(w.work, name, "x2")
+
+    return [call], (w.work, "invariance.create", lambda _: f"invariance:{name}")
+
+
 GROUPS: dict[str, Group] = {
     "read_project": read_project,
     "read_members": read_members,
@@ -383,6 +418,9 @@ GROUPS: dict[str, Group] = {
     "send_feedback": send_feedback,
     "read_monitoring": read_monitoring,
     "read_jobs": read_jobs,
+    "read_gates": read_gates,
+    "write_gates": write_gates,
+    "declare_invariances": declare_invariances,
 }
 assert GROUPS.keys() == ALLOWED.keys()
 
