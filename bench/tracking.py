@@ -24,9 +24,10 @@ in bulk), mlteam's through its service layer (`tracking.service.create_run` + `l
 Both get the same values (seeded RNG); the number of runs matching the filter is checked to be
 the same on both servers.
 
-A third server, a no-op uvicorn stub, gets the same write calls: its figures are the client's
-own ceiling on this machine (`client_ceiling_*`), so `max_possible_ratio` says how far any
-server could beat MLflow through the stock client. The full run does three rounds (servers in
+A third server, a no-op uvicorn stub, gets the same calls (its search answers a canned page of
+100 matching runs): its figures are the client's own ceiling on this machine
+(`client_ceiling_*`), so `max_possible_ratio` says how far any server could beat MLflow through
+the stock client. The full run does three rounds (servers in
 alternating order) and reports each figure's median over rounds, with every round kept.
 
 Progress goes to stderr; one JSON line with every figure goes to stdout. Ratios are
@@ -41,6 +42,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -326,6 +328,47 @@ def fill_mlteam(db_url: str, runs: list[dict[str, Any]], chunk: int = 500) -> st
 # -- servers ---------------------------------------------------------------------------------------
 
 
+@functools.cache
+def stub_search_page() -> dict[str, Any]:
+    """100 runs as a search answers them (5 params, 5 metrics, 2 tags each), all matching the
+    filter: the stub's search costs the client only its own parsing and the round trip."""
+    rng = random.Random(SEED)
+    ts = int(time.time() * 1000)
+    runs = []
+    for i in range(100):
+        rid = f"{i:032x}"
+        runs.append(
+            {
+                "info": {
+                    "run_id": rid,
+                    "run_uuid": rid,
+                    "run_name": f"search-{i}",
+                    "experiment_id": "1",
+                    "user_id": "stub",
+                    "status": "FINISHED",
+                    "start_time": ts - i,
+                    "end_time": ts,
+                    "artifact_uri": f"mlflow-artifacts:/1/{rid}/artifacts",
+                    "lifecycle_stage": "active",
+                },
+                "data": {
+                    "metrics": [
+                        {"key": f"m{j}", "value": 0.5 + rng.random() / 2, "timestamp": ts, "step": 0}
+                        for j in range(5)
+                    ],
+                    "params": [{"key": f"p{j}", "value": "a"} for j in range(5)],
+                    "tags": [
+                        {"key": "mlflow.runName", "value": f"search-{i}"},
+                        {"key": "mlflow.user", "value": "stub"},
+                    ],
+                },
+                "inputs": {},
+                "outputs": {},
+            }
+        )
+    return {"runs": runs}
+
+
 async def stub_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """A server that stores nothing: every MLflow call answers at once. Driving it with the
     same client gives the client's own ceiling (its per-call cost plus uvicorn's HTTP), i.e.
@@ -355,6 +398,8 @@ async def stub_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         }
     elif scope["path"].endswith("/experiments/create"):
         body = {"experiment_id": "1"}
+    elif scope["path"].endswith("/runs/search"):
+        body = stub_search_page()
     await send(
         {
             "type": "http.response.start",
@@ -672,7 +717,7 @@ def bench(quick: bool, tmp: Path) -> dict[str, Any]:
     cfgs = {
         "mlflow": {**cfg, "search_experiment_id": mlflow_exp},
         "mlteam": {**cfg, "search_experiment_id": mlteam_exp, "token": token},
-        "stub": {**cfg, "search_experiment_id": None},
+        "stub": {**cfg, "search_experiment_id": "1"},  # answers a canned page of 100 runs
     }
     # Rounds alternate which server goes first; each figure is the median over rounds, so a
     # burst of load from elsewhere on the machine moves it less.
@@ -728,11 +773,14 @@ def bench(quick: bool, tmp: Path) -> dict[str, Any]:
     out["client_ceiling_log_metric_per_s"] = round(stub["log_metric_per_s"], 1)
     out["client_ceiling_log_batch_metrics_per_s"] = round(stub["log_batch_metrics_per_s"], 1)
     out["client_ceiling_create_run_per_s"] = round(stub["create_run_per_s"], 2)
+    out["client_ceiling_search_median_ms"] = round(stub["search_median_ms"], 2)
     out["client_ceiling_rounds"] = stub["rounds"]
     out["max_possible_ratio"] = {
         "log_metric": ratio(stub["log_metric_per_s"], mf["log_metric_per_s"]),
         "log_batch": ratio(stub["log_batch_metrics_per_s"], mf["log_batch_metrics_per_s"]),
         "create_run": ratio(stub["create_run_per_s"], mf["create_run_per_s"]),
+        # the client parsing a page of 100 runs it got at once, against MLflow's whole search
+        "search": ratio(mf["search_median_ms"], stub["search_median_ms"]),
     }
     out["same_search_matches"] = mt["search_matches"] == mf["search_matches"]
     out["fill_s"] = {"mlflow": round(fill_mlflow_s, 2), "mlteam": round(fill_mlteam_s, 2)}
