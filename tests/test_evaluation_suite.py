@@ -403,6 +403,32 @@ def test_render_html_for_regression_without_curves(regression):
     assert "<svg" in page and "Confusion matrix" not in page and "Ship the model" in page
 
 
+def test_lightgbm_with_a_categorical_column_keeps_its_dtype_through_every_perturbation():
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(0)
+    n = 600
+    frame = pd.DataFrame({
+        "plan": pd.Categorical(rng.choice(["basic", "pro", "team"], n)),
+        "spend": rng.gamma(2.0, 30.0, n),
+        "seats": rng.integers(1, 50, n),
+    })
+    frame["target"] = ((frame["spend"] > 60) ^ (frame["plan"] == "pro")).astype(int)
+    feats = ["plan", "spend", "seats"]
+    train, test = frame.iloc[:400], frame.iloc[400:]
+    model = lgb.LGBMClassifier(n_estimators=30, verbose=-1).fit(train[feats], train["target"])
+    report = run_suite(
+        "classification", model, test, "target", feats, train=train, bootstrap=20,
+        invariances=[{"name": "plan", "column": "plan"}], slice_columns=["plan"],
+    )
+    rob = report["robustness"]
+    assert all(s["value"] is not None for s in rob["shuffled"].values())
+    assert rob["shuffled"]["plan"]["drop"] > 0.05 and rob["shuffled"]["spend"]["drop"] > 0.05
+    assert rob["missing"]["value"] is not None  # LightGBM takes missing values natively
+    assert rob["invariances"][0]["passed"] is False  # the model does use the plan
+    assert report["metrics"]["roc_auc"]["value"] > 0.9
+
+
 class Rule:
     """A predict-only classifier (no predict_proba), like a hand-written rule."""
 

@@ -52,7 +52,8 @@ def with_missing(X: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
 
 def shuffled(X: pd.DataFrame, feature: str, rng: np.random.Generator) -> pd.DataFrame:
     out = X.copy()
-    out[feature] = X[feature].to_numpy()[rng.permutation(len(X))]
+    # through the Series, so a categorical column stays categorical (LightGBM insists)
+    out[feature] = X[feature].iloc[rng.permutation(len(X))].set_axis(X.index)
     return out
 
 
@@ -93,19 +94,32 @@ def robustness(
         value = number(compute(p, np.ones((1, len(y))), [primary])[primary][0])
         return {"value": value, "drop": worse_by(primary, base_value, value)}
 
+    def failed(exc: UserCodeError) -> dict[str, Any]:
+        return {"value": None, "drop": None, "error": exc.message[:300]}
+
     features = list(X.columns)
-    # a generator: copies are made batch by batch, in this order (the seeded draws follow it)
-    frames = itertools.chain([noisy(X, rng)], (shuffled(X, f, rng) for f in features))
     progress(0.0, f"robustness: predicting {len(features) + 1} perturbed copies")
-    results = predict_many(model, frames, task, "model", want)
-    noise = score(*results[0])
-    shuffled_scores = {f: score(*r) for f, r in zip(features, results[1:], strict=True)}
+    try:
+        # a generator: copies are made batch by batch, in this order (the seeded draws follow it)
+        frames = itertools.chain([noisy(X, rng)], (shuffled(X, f, rng) for f in features))
+        scored = [score(*r) for r in predict_many(model, frames, task, "model", want)]
+    except UserCodeError:
+        # one copy the model cannot take spoils the stacked call: redo them one by one
+        rng = np.random.default_rng(seed)
+        scored = []
+        for make in [lambda: noisy(X, rng)] + [lambda f=f: shuffled(X, f, rng) for f in features]:
+            try:
+                scored.append(score(*raw(model, make(), task, "model", want)))
+            except UserCodeError as exc:
+                scored.append(failed(exc))
+    noise = scored[0]
+    shuffled_scores = dict(zip(features, scored[1:], strict=True))
 
     progress(0.6, "robustness: missing values")
     try:
         missing = score(*raw(model, with_missing(X, rng), task, "model", want))
     except UserCodeError as exc:  # a model without imputation: say so rather than fail
-        missing = {"value": None, "drop": None, "error": exc.message[:300]}
+        missing = failed(exc)
 
     progress(0.8, "robustness: invariances")
     checks = invariance_checks(model, X, test, base, invariances)
@@ -154,13 +168,19 @@ def invariance_checks(model: Any, X: pd.DataFrame, test: pd.DataFrame, base: Pre
             out.append({"name": inv["name"], "column": column, "changed_fraction": 0.0, "passed": True, "note": "not a model feature"})
             continue
         changed = X.copy()
-        changed[column] = other_values(test[column].reset_index(drop=True)).to_numpy()
-        changed.index = X.index
+        changed[column] = other_values(test[column].reset_index(drop=True)).set_axis(X.index)
         frames.append(changed)
         todo.append((len(out), inv))
         out.append({})
     if frames:
-        results = predict_many(model, frames, base.task, "model", _labels_from(model, base))
+        want = _labels_from(model, base)
+        try:
+            results = predict_many(model, frames, base.task, "model", want)
+        except UserCodeError as exc:
+            # the model cannot take the changed values at all: the invariance is not shown
+            for slot, inv in todo:
+                out[slot] = {"name": inv["name"], "column": inv["column"], "changed_fraction": None, "passed": False, "error": exc.message[:300]}
+            return out
         for (slot, inv), (pred, proba) in zip(todo, results, strict=True):
             p = build(base.task, base.labels, base.y, model, pred, proba)
             if base.task == "regression":
