@@ -416,7 +416,8 @@ def test_lightgbm_with_a_categorical_column_keeps_its_dtype_through_every_pertur
     frame["target"] = ((frame["spend"] > 60) ^ (frame["plan"] == "pro")).astype(int)
     feats = ["plan", "spend", "seats"]
     train, test = frame.iloc[:400], frame.iloc[400:]
-    model = lgb.LGBMClassifier(n_estimators=30, verbose=-1).fit(train[feats], train["target"])
+    # one thread: OpenMP threads fighting over a busy machine cost seconds on 200 rows
+    model = lgb.LGBMClassifier(n_estimators=30, n_jobs=1, verbose=-1).fit(train[feats], train["target"])
     report = run_suite(
         "classification", model, test, "target", feats, train=train, bootstrap=20,
         invariances=[{"name": "plan", "column": "plan"}], slice_columns=["plan"],
