@@ -277,6 +277,51 @@ def test_a_failed_job_leaves_no_evaluation(world: World, tmp_path) -> None:
     assert w.ds.evaluations(w.slug, "odd", 1) == []
 
 
+def test_cli_gates_evaluate_and_reports(world: World, monkeypatch, tmp_path) -> None:
+    """After the promotion test: `release` v2 is required and v1 was evaluated against v1."""
+    from typer.testing import CliRunner
+
+    from mlteam.cli import evaluation as cli_evaluation
+    from mlteam.cli.main import app
+
+    w = world
+    runner = CliRunner()
+
+    def run(who: Client, *args: str, code: int = 0) -> str:
+        monkeypatch.setattr(cli_evaluation, "client", lambda: who)
+        res = runner.invoke(app, list(args))
+        assert res.exit_code == code, res.output
+        return res.output
+
+    rule = '{"type": "metric", "metric": "balanced_accuracy", "min": 0.5}'
+    assert "created gate set cli-gates v1 (1 rules)" in run(w.qa, "gates", "create", w.slug, "cli-gates", "--rule", rule)
+    bad = run(w.qa, "gates", "create", w.slug, "cli-bad", "--rule", '{"type": "nope"}', code=1)
+    assert "rules[0].type" in bad
+    listed = json.loads(run(w.ds, "gates", "list", w.slug, "--json"))
+    assert {g["name"]: g["required"] for g in listed}["release"] is True
+    assert "min_balanced_accuracy" in run(w.ds, "gates", "show", w.slug, "cli-gates")
+    assert "customer_id" in run(w.ds, "invariances", "list", w.slug)
+    denied = run(w.labeler, "gates", "require", w.slug, "cli-gates", code=1)
+    assert "gates.write" in denied
+
+    out = run(w.ds, "evaluate", "clf", "1", "--project", w.slug, "--sensitive", "group", "--slice", "group", "--bootstrap", "20")
+    assert "PASSED gate set release" in out and "accuracy" in out
+    rows = json.loads(run(w.ds, "evaluations", "list", w.slug, "--model", "clf", "--json"))
+    newest = rows[0]
+    assert newest["gate_set"] == "release" and newest["gate_set_version"] == 2 and newest["passed"]
+    assert "PASSED" in run(w.ds, "evaluations", "show", w.slug, str(newest["number"]))
+    page = tmp_path / "report.html"
+    run(w.ds, "evaluations", "report", w.slug, str(newest["number"]), "--html", "-o", str(page))
+    assert "<svg" in page.read_text()
+    report = json.loads(run(w.ds, "evaluations", "report", w.slug, str(newest["number"])))
+    assert report["evaluation"]["gate_set_version"] == 2
+
+    # evaluated against the current version now: the champion request goes through
+    assert w.ds.request_promotion(w.slug, "clf", 1, "v2 gates pass", target="champion")["state"] == "open"
+    assert "requires no gate set" in run(w.qa, "gates", "require", w.slug, "--none")
+    assert w.ds.project(w.slug)["required_gate_set"] is None
+
+
 def test_check_gates_on_missing_inputs() -> None:
     rules = validate_rules(
         [
