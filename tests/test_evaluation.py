@@ -88,9 +88,9 @@ STRICT = [
 ]
 
 
-def _evaluate(c: Client, slug: str, version: int | str = 1, **options) -> dict:
+def _evaluate(c: Client, slug: str, version: int | str = 1, model: str = "clf", **options) -> dict:
     options = {"sensitive": "group", "slice_columns": ["group"], "bootstrap": 30, **options}
-    job = c.wait(c.evaluate(slug, "clf", version, **options)["id"], timeout=120)
+    job = c.wait(c.evaluate(slug, model, version, **options)["id"], timeout=120)
     return job["result"]
 
 
@@ -275,6 +275,40 @@ def test_a_failed_job_leaves_no_evaluation(world: World, tmp_path) -> None:
         w.ds.wait(job["id"], timeout=60)
     assert len(w.ds.evaluations(w.slug)) == before
     assert w.ds.evaluations(w.slug, "odd", 1) == []
+
+
+def test_a_model_logged_the_mlflow_way(world: World, tmp_path) -> None:
+    """A skops model in MLflow's layout (MLmodel, no mlteam-model.json, no signature, no
+    training split): evaluated on the whole dataset it is given, target named by the caller."""
+    from sklearn.linear_model import LogisticRegression
+
+    from mlteam.core.modelfiles import dump_sklearn
+
+    w = world
+    frame = pd.read_csv(io.BytesIO(credit_csv()))
+    model = LogisticRegression().fit(frame[["x1", "x2"]], frame["y"])
+    dump_sklearn(model, str(tmp_path / "model.skops"))
+    (tmp_path / "MLmodel").write_text(
+        "flavors:\n  sklearn:\n    pickled_model: model.skops\n    serialization_format: skops\n"
+    )
+    run = w.ds.create_run(w.slug, experiment="mlflow-style", name="logged by hand")
+    for name in ("model.skops", "MLmodel"):
+        w.ds.log_artifact(run["id"], tmp_path / name, f"model/{name}")
+    w.ds.finish_run(run["id"])
+    resp = w.ds._http.post(
+        f"http://testserver/mlflow/{w.slug}/api/2.0/mlflow/model-versions/create",
+        json={"name": "mlf", "source": f"runs:/{run['id']}/model", "run_id": run["id"]},
+    )
+    assert resp.status_code == 200, resp.text
+    assert w.ds.model_version(w.slug, "mlf", 1)["format"] == "sklearn-skops"
+
+    with pytest.raises(InvalidInput) as info:
+        w.ds.evaluate(w.slug, "mlf", 1, dataset="credit")
+    assert info.value.details["field"] == "target"
+    result = _evaluate(w.ds, w.slug, model="mlf", dataset="credit", target="y", gate_set="release")
+    assert result["summary"]["rows"] == 400 and result["summary"]["metrics"]["accuracy"] > 0.7
+    assert any(n.startswith("test rows: all 400 rows") for n in result["notes"])
+    assert any(n.startswith("features: x1, x2") for n in result["notes"])
 
 
 def test_cli_gates_evaluate_and_reports(world: World, monkeypatch, tmp_path) -> None:

@@ -62,6 +62,11 @@ class EvaluateIn(BaseModel):
     gate_set: str | None = Field(
         default=None, max_length=128, description="default: the project's required gate set"
     )
+    target: str | None = Field(
+        default=None,
+        max_length=256,
+        description="default: the target the version's run or signature records",
+    )
     slice_columns: list[str] = Field(default_factory=list)
     sensitive: str | None = Field(default=None, max_length=256)
     bootstrap: int = Field(default=200, ge=0, le=10_000)

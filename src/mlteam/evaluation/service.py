@@ -94,12 +94,16 @@ def start_evaluation(
     dataset: str | None = None,
     dataset_version: int | str = "latest",
     gate_set: str | None = None,
+    target: str | None = None,
     slice_columns: list[str] | None = None,
     sensitive: str | None = None,
     bootstrap: int = 200,
     seed: int = 0,
 ) -> Job:
-    """Queue an evaluation of `model` `version`; returns the job to poll."""
+    """Queue an evaluation of `model` `version`; returns the job to poll.
+
+    `target` is needed only when neither the version's run params nor its signature name
+    it (a model logged with the MLflow client, say)."""
     project = projects.resolve(session, actor, slug, Perm.evaluate)
     mv = registry.get_version(session, actor, slug, model, version)
     if isinstance(bootstrap, bool) or not 0 <= bootstrap <= MAX_BOOTSTRAP:
@@ -128,11 +132,13 @@ def start_evaluation(
     columns = [c["name"] for c in dv.schema or []]
     label = f"{data.dataset_name(session, dv)} v{dv.n}"
     params, _ = _run_params(session, actor, mv)
-    target, features = _target_and_features(mv, params)
+    recorded, features = _target_and_features(mv, params)
+    target = target or recorded
     if not target:
         raise InvalidInput(
-            f"{model} v{mv.version} records no target column (no signature output, no run param)",
-            {"field": "version"},
+            f"{model} v{mv.version} records no target column (no run param, no signature "
+            "output): give target",
+            {"field": "target"},
         )
     if columns:
         if target not in columns:
@@ -165,6 +171,7 @@ def start_evaluation(
             "dataset": label,
             "gate_set": gs.name if gs else None,
             "gate_set_version": gs.version if gs else None,
+            "target": target,
             "slice_columns": slice_columns,
             "sensitive": sensitive,
             "bootstrap": int(bootstrap),
@@ -238,9 +245,19 @@ def _fallback_baseline(task: str, fit_on: pd.DataFrame, target: str, features: l
 
 
 def _load(store: ArtifactStore, key: str) -> Any:
-    from mlteam.core.modelfiles import load_model
+    """A version's model: by its mlteam-model.json, else a bare skops file (MLflow's sklearn
+    flavor saved with serialization_format="skops"); never a pickle."""
+    from mlteam.core.modelfiles import load_model, load_sklearn
 
-    return load_model(store, key)
+    if store.exists(f"{key}/mlteam-model.json"):
+        return load_model(store, key)
+    if store.exists(f"{key}/model.skops"):
+        return load_sklearn(store.read_bytes(f"{key}/model.skops"))
+    raise InvalidInput(
+        "the version has no model file mlteam loads safely (mlteam-model.json or a skops "
+        "model.skops); pickled models are not evaluated",
+        {"field": "version"},
+    )
 
 
 def _gates_html(ev: dict[str, Any]) -> str:
@@ -300,7 +317,8 @@ def run_evaluation_job(ctx: jobs.JobContext) -> dict[str, Any]:
         mv = registry.version_by_id(s, actor, p["version_id"])
         key, version_id = mv.artifact_key, mv.id
         params, tags = _run_params(s, actor, mv)
-        target, features = _target_and_features(mv, params)
+        recorded, features = _target_and_features(mv, params)
+        target = p.get("target") or recorded
         sig_task = (mv.signature or {}).get("task")
         trained_on = _training_inputs(mv)
         dv = data.version_by_id(s, actor, p["dataset_version_id"])
@@ -346,6 +364,12 @@ def run_evaluation_job(ctx: jobs.JobContext) -> dict[str, Any]:
     )
 
     model = _load(ctx.artifacts, key)
+    if not features:  # no signature (an MLflow-logged model): what the model was fitted on
+        names = getattr(model, "feature_names_in_", None)
+        features = [str(f) for f in names] if names is not None else [
+            c for c in df.columns if c != target
+        ]
+        notes.append(f"features: {', '.join(features)} (not recorded with the version)")
     # imported once the model loaded: a version nothing can load fails fast
     from mlteam.evaluation.report import render_html
     from mlteam.evaluation.suite import run_suite
