@@ -50,8 +50,12 @@ def tune(
     cv: int,
     seed: int,
     on_trial: Callable[[dict[str, Any]], None] | None = None,
+    prune: bool = True,
 ) -> dict[str, Any]:
-    """Tune one candidate; returns best params, best CV score and every trial's record."""
+    """Tune one candidate; returns best params, best CV score and every trial's record.
+
+    `prune=False` runs every fold of every trial (bench/training.py compares worker counts
+    on exactly the same work that way)."""
     import optuna
     from optuna.trial import TrialState
 
@@ -72,7 +76,7 @@ def tune(
         batch = executor.workers if trials is None else min(executor.workers, trials - len(records))
         asked = [study.ask() for _ in range(batch)]
         params = [recipes.suggest(family, task, t) for t in asked]
-        limits = _thresholds(study, cv)
+        limits = _thresholds(study, cv) if prune else [None] * cv
         payloads = [
             {
                 "family": family,
