@@ -385,6 +385,22 @@ def test_missing_slice_and_group_values_get_their_own_slice(binary):
     assert set(groups) == {"(missing)", "north", "south"} and sum(groups.values()) == len(test)
 
 
+def test_tiny_slices_are_listed_but_ranked_after_real_ones(binary):
+    _, test, feats, model, _ = binary
+    # four rows the model ranks worst (AUC 0 among them): listed, but not the "worst slice"
+    score = model.predict_proba(test[feats])[:, 1]
+    y = test["target"].to_numpy()
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    worst = np.r_[pos[np.argsort(score[pos])[:2]], neg[np.argsort(-score[neg])[:2]]]
+    tiny = np.full(len(test), "main", dtype=object)
+    tiny[worst] = "tiny"
+    report = run_suite(
+        "classification", model, test.assign(seg=tiny), "target", feats, slice_columns=["seg"], bootstrap=10
+    )
+    assert [s["slice"] for s in report["slices"]] == ["main", "tiny"]
+    assert report["slices"][1]["metrics"]["roc_auc"] == 0.0 < report["slices"][0]["metrics"]["roc_auc"]
+
+
 def test_render_html_is_self_contained_with_statement_plots_and_escaped_text(binary_report):
     page = render_html(binary_report, 'Churn <script>alert("x")</script>')
     assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")

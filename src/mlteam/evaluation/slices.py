@@ -12,6 +12,7 @@ from mlteam.evaluation.metrics import HIGHER_IS_BETTER, Predictions, compute, nu
 
 MAX_VALUES = 20  # more distinct values than this: numeric columns are binned, others lumped
 BINS = 5
+MIN_ROWS = 10  # smaller slices are listed, but ranked after the others: their metrics are noise
 MISSING = "(missing)"
 OTHER = "(other)"
 
@@ -23,7 +24,7 @@ def groups(values: pd.Series) -> list[tuple[str, np.ndarray]]:
     numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
     if numeric and s.nunique(dropna=True) > MAX_VALUES:
         binned = pd.qcut(s, BINS, duplicates="drop")
-        keys = binned.astype(object).map(lambda iv: MISSING if pd.isna(iv) else str(iv))
+        keys = binned.astype(str).where(binned.notna(), MISSING)
         order = [str(iv) for iv in binned.cat.categories]
     else:
         keys = s.astype(object).map(lambda v: MISSING if pd.isna(v) else str(v))
@@ -40,8 +41,8 @@ def groups(values: pd.Series) -> list[tuple[str, np.ndarray]]:
 
 
 def slice_metrics(p: Predictions, test: pd.DataFrame, columns: Sequence[str], primary: str) -> list[dict[str, Any]]:
-    """One entry per slice of every column, worst first by the primary metric (slices where it
-    is undefined, e.g. a single class, come last)."""
+    """One entry per slice of every column, worst first by the primary metric; slices under
+    MIN_ROWS rows, and those where the metric is undefined (e.g. a single class), come after."""
     rows: list[dict[str, Any]] = []
     for column in columns:
         parts = groups(test[column])
@@ -63,8 +64,8 @@ def slice_metrics(p: Predictions, test: pd.DataFrame, columns: Sequence[str], pr
     def badness(row: dict[str, Any]) -> tuple[int, float]:
         v = row["metrics"].get(primary)
         if v is None:
-            return (1, 0.0)
-        return (0, v if higher else -v)
+            return (2, 0.0)
+        return (0 if row["rows"] >= MIN_ROWS else 1, v if higher else -v)
 
     rows.sort(key=badness)
     return rows
