@@ -67,14 +67,18 @@ def _children(c: Client, slug: str, parent: str) -> list[dict[str, Any]]:
 # -- recipes and tuning -------------------------------------------------------------------------
 
 
-def test_tuned_candidates_are_tracked_and_a_rerun_reproduces_them(
-    admin: Client, proj: dict
-) -> None:
-    slug = proj["slug"]
-    opts = {"candidates": ["linear", "lightgbm"], "trials": 4, "cv": 3, "seed": 7}
-    first = _train(admin, slug, "bin", "y", experiment="tune-a", **opts)
-    result = first["result"]
-    assert first["state"] == "succeeded" and first["progress"] == 1.0
+TUNED = {"candidates": ["linear", "lightgbm"], "trials": 3, "cv": 3, "workers": 2, "seed": 7}
+
+
+@pytest.fixture(scope="module")
+def tuned(admin: Client, proj: dict) -> dict[str, Any]:
+    """One tuned job on the local executor with a 2-process pool."""
+    return _train(admin, proj["slug"], "bin", "y", experiment="tune-a", **TUNED)
+
+
+def test_tuned_candidates_are_tracked(admin: Client, proj: dict, tuned: dict) -> None:
+    slug, result = proj["slug"], tuned["result"]
+    assert tuned["state"] == "succeeded" and tuned["progress"] == 1.0
     assert [r["name"] for r in result["runs"]] == [
         "baseline_majority",
         "logistic_regression",
@@ -83,16 +87,20 @@ def test_tuned_candidates_are_tracked_and_a_rerun_reproduces_them(
     assert result["beats_baseline"] and "beats the baseline" in result["verdict"]
     tuning = result["tuning"]["candidates"]
     assert set(tuning) == {"logistic_regression", "lightgbm"}
-    assert all(t["trials"] == 4 and t["best_params"] for t in tuning.values())
+    assert all(t["trials"] == 3 and t["best_params"] for t in tuning.values())
     # every trial is a child run of its candidate's run, with params and its CV score
     lgbm = next(r for r in result["runs"] if r["name"] == "lightgbm")
     trials = _children(admin, slug, lgbm["run_id"])
-    assert len(trials) == 4 and all(t["kind"] == "tuning" for t in trials)
+    assert len(trials) == 3 and all(t["kind"] == "tuning" for t in trials)
     one = admin.run(trials[0]["id"])
     assert "num_leaves" in one["params"] and "cv_accuracy" in one["metrics"]
     assert one["tags"]["mlteam.executor"] == "local"
+    # two pool workers ran the trials
+    pids = {admin.run(t["id"])["tags"]["mlteam.trial.pid"] for t in trials}
+    assert len(pids) == 2
     cand = admin.run(lgbm["run_id"])
     assert cand["tags"]["mlteam.baseline_run"] == result["baseline_run_id"]
+    assert cand["params"]["num_leaves"] == str(tuning["lightgbm"]["best_params"]["num_leaves"])
     assert json.loads(cand["params"]["features"]) == ["x1", "x2", "x3", "colour"]
     assert json.loads(cand["params"]["split"])["source"] == "split_frame"
     assert {"task", "seed", "test_fraction", "target"} <= set(cand["params"])
@@ -100,39 +108,50 @@ def test_tuned_candidates_are_tracked_and_a_rerun_reproduces_them(
     assert {r["id"] for r in _children(admin, slug, result["parent_run_id"])} == {
         r["run_id"] for r in result["runs"]
     }
+    assert "trial 3/3" in admin.job_log(tuned["id"])
 
-    again = _train(admin, slug, "bin", "y", experiment="tune-b", **opts)["result"]
-    for a, b in zip(result["runs"], again["runs"], strict=True):
-        assert a["params"] == b["params"] and a["metrics"] == b["metrics"]
-    assert again["tuning"]["candidates"]["lightgbm"]["best_cv"] == tuning["lightgbm"]["best_cv"]
+
+def _same_tuning(a: dict, b: dict) -> None:
+    def strip(t: dict) -> dict:
+        return {k: v for k, v in t.items() if k != "seconds"}
+
+    for name, t in a["tuning"]["candidates"].items():
+        assert strip(t) == strip(b["tuning"]["candidates"][name])
+    for ra, rb in zip(a["runs"], b["runs"], strict=True):
+        assert ra["params"] == rb["params"] and ra["metrics"] == rb["metrics"]
+
+
+def test_rerun_with_the_same_seed_reproduces_the_result(
+    admin: Client, proj: dict, tuned: dict
+) -> None:
+    again = _train(admin, proj["slug"], "bin", "y", experiment="tune-b", **TUNED)["result"]
+    _same_tuning(tuned["result"], again)
 
 
 def test_multiclass_and_regression(admin: Client, proj: dict) -> None:
     slug = proj["slug"]
-    multi = _train(
-        admin,
-        slug,
-        "multi",
-        "kind",
-        features=["x1", "x2", "colour"],
-        candidates=["random_forest"],
-    )["result"]
+    jobs = [  # submitted together: they run side by side
+        admin.train(
+            slug, "multi", "kind", features=["x1", "x2", "colour"], candidates=["random_forest"]
+        ),
+        admin.train(
+            slug,
+            "multi",
+            "amount",
+            features=["x1", "x2", "x3"],
+            candidates=["linear"],
+            trials=3,
+        ),
+    ]
+    multi, reg = (admin.wait(j["id"], timeout=300, poll=0.2)["result"] for j in jobs)
     assert multi["task"] == "classification" and multi["beats_baseline"]
-    model = admin.run(multi["best_run_id"])
-    meta = json.loads(admin.artifact(model["id"], "model/mlteam-model.json"))
+    meta = json.loads(admin.artifact(multi["best_run_id"], "model/mlteam-model.json"))
     assert meta["signature"]["output"]["classes"] == ["high", "low", "mid"]
+    assert meta["candidate"] == "random_forest" and meta["kind"] == "model"
 
-    reg = _train(
-        admin,
-        slug,
-        "multi",
-        "amount",
-        features=["x1", "x2", "x3"],
-        candidates=["linear"],
-        trials=3,
-    )["result"]
     assert reg["task"] == "regression" and reg["primary_metric"] == "rmse"
     assert reg["best"] == "ridge" and reg["runs"][1]["metrics"]["r2"] > 0.9
+    assert reg["tuning"]["candidates"]["ridge"]["trials"] == 3
 
 
 # -- ONNX, registration, custom code --------------------------------------------------------------
@@ -241,11 +260,11 @@ def test_sql_rule_baseline(admin: Client, proj: dict, settings) -> None:
 # -- executors ------------------------------------------------------------------------------------
 
 
-def test_ray_executor_runs_trials_as_ray_tasks_like_local(admin: Client, proj: dict) -> None:
+def test_ray_executor_runs_trials_as_ray_tasks_like_local(
+    admin: Client, proj: dict, tuned: dict
+) -> None:
     ray = pytest.importorskip("ray")
     slug = proj["slug"]
-    opts = {"candidates": ["lightgbm"], "trials": 4, "workers": 2, "seed": 3}
-    local = _train(admin, slug, "bin", "y", experiment="exec-local", **opts)["result"]
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         address = ray.get_runtime_context().gcs_address
@@ -257,27 +276,17 @@ def test_ray_executor_runs_trials_as_ray_tasks_like_local(admin: Client, proj: d
             experiment="exec-ray",
             executor="ray",
             ray_address=address,
-            **opts,
+            **TUNED,
         )["result"]
     finally:
         ray.shutdown()
     assert remote["tuning"]["executor"] == "ray"
-    lgbm = next(r for r in remote["runs"] if r["name"] == "lightgbm")
-    tags = [admin.run(t["id"])["tags"] for t in _children(admin, slug, lgbm["run_id"])]
-    assert len(tags) == 4
-    assert all(t["mlteam.executor"] == "ray" and t.get("mlteam.trial.ray_task") for t in tags)
-    local_lgbm = next(r for r in local["runs"] if r["name"] == "lightgbm")
-    local_tags = [admin.run(t["id"])["tags"] for t in _children(admin, slug, local_lgbm["run_id"])]
-    assert all(t["mlteam.executor"] == "local" for t in local_tags)
-    # two pool workers ran the local trials
-    assert len({t["mlteam.trial.pid"] for t in local_tags}) == 2
-    def same(t: dict) -> dict:
-        return {k: v for k, v in t.items() if k != "seconds"}
-
-    assert same(local["tuning"]["candidates"]["lightgbm"]) == same(
-        remote["tuning"]["candidates"]["lightgbm"]
-    )
-    assert [r["metrics"] for r in local["runs"]] == [r["metrics"] for r in remote["runs"]]
+    for cand in remote["runs"][1:]:
+        tags = [admin.run(t["id"])["tags"] for t in _children(admin, slug, cand["run_id"])]
+        assert len(tags) == 3
+        assert all(t["mlteam.executor"] == "ray" and t["mlteam.trial.ray_task"] for t in tags)
+    # the same seed gives the same trials, best params and metrics as the local executor
+    _same_tuning(tuned["result"], remote)
 
 
 # -- bad input ------------------------------------------------------------------------------------
@@ -321,28 +330,26 @@ def test_bad_request_is_refused_at_submission(
     assert len(admin.jobs(slug)) == before
 
 
-@pytest.mark.parametrize(
-    ("dataset", "target", "says"),
-    [
-        pytest.param("nulls", "y", "only nulls", id="feature-all-nulls"),
-        pytest.param("few", "y", "too few rows", id="too-few-rows"),
-        pytest.param("multi", "colour", None, id="constant-target"),
-    ],
-)
-def test_data_problems_fail_the_job_cleanly(
-    admin: Client, proj: dict, dataset: str, target: str, says: str | None, tmp_path: Path
-) -> None:
+def test_data_problems_fail_the_job_cleanly(admin: Client, proj: dict, tmp_path: Path) -> None:
+    """A feature of nulls, too few rows for the split, a constant target: failed jobs that say
+    why, and no model version. (Submitted together: they run side by side.)"""
     slug = proj["slug"]
-    if says is None:  # a constant target: a fresh dataset with one value
-        proj["df"].assign(flat=1).to_csv(tmp_path / "flat.csv", index=False)
-        admin.upload(slug, "flat", tmp_path / "flat.csv")
-        dataset, target, says = "flat", "flat", "constant"
-    name = uid("never")
-    job = admin.train(slug, dataset, target, register_as=name)
-    with pytest.raises(MlteamError, match="failed"):
-        admin.wait(job["id"], timeout=120, poll=0.2)
-    failed = admin.job(job["id"])
-    assert failed["state"] == "failed" and says in failed["error"]
-    assert "Traceback" not in failed["error"]
-    with pytest.raises(NotFound):
-        admin.model_versions(slug, name)
+    proj["df"].assign(flat=1).to_csv(tmp_path / "flat.csv", index=False)
+    admin.upload(slug, "flat", tmp_path / "flat.csv")
+    cases = [
+        ("nulls", "y", "only nulls"),
+        ("few", "y", "too few rows"),
+        ("flat", "flat", "constant"),
+    ]
+    submitted = []
+    for dataset, target, says in cases:
+        name = uid("never")
+        submitted.append((admin.train(slug, dataset, target, register_as=name), name, says))
+    for job, name, says in submitted:
+        with pytest.raises(MlteamError, match="failed"):
+            admin.wait(job["id"], timeout=120, poll=0.2)
+        failed = admin.job(job["id"])
+        assert failed["state"] == "failed" and says in failed["error"], failed["error"]
+        assert "Traceback" not in failed["error"]
+        with pytest.raises(NotFound):
+            admin.model_versions(slug, name)
