@@ -356,6 +356,26 @@ def test_cli_gates_evaluate_and_reports(world: World, monkeypatch, tmp_path) -> 
     assert w.ds.project(w.slug)["required_gate_set"] is None
 
 
+def test_a_new_version_is_judged_against_the_champion(world: World) -> None:
+    """After the CLI test: v1's production request is open; QA signs it, v2 comes along."""
+    w = world
+    (req,) = [r for r in w.ds.promotions(w.slug, state="open") if r["target"] == "production"]
+    assert w.qa.approve_promotion(w.slug, req["number"], "qa", "gates pass")["state"] == "approved"
+    v1 = w.ds.model_version(w.slug, "clf", 1)
+    v2 = w.ds.register(w.slug, "clf", v1["run_id"])["version"]
+    w.qa.create_gate_set(
+        w.slug, "champ", [{"type": "not_worse_than_champion", "metric": "roc_auc"}]
+    )
+    result = _evaluate(w.ds, w.slug, v2, gate_set="champ")
+    (gate,) = result["gates"]
+    assert result["summary"]["champion_version"] == 1
+    assert gate["passed"] and "champion v1" in gate["message"]  # the same model: not worse
+    assert any(n == "champion: v1 (alias production)" for n in result["notes"])
+    report = w.ds.evaluation_report(w.slug, result["evaluation"])
+    assert report["champion"]["version"] == 1
+    assert report["business_value"]["vs_champion"] is not None
+
+
 def test_check_gates_on_missing_inputs() -> None:
     rules = validate_rules(
         [
