@@ -353,3 +353,59 @@ def test_data_problems_fail_the_job_cleanly(admin: Client, proj: dict, tmp_path:
         assert "Traceback" not in failed["error"]
         with pytest.raises(NotFound):
             admin.model_versions(slug, name)
+
+
+def test_recorded_version_split_is_used(admin: Client, proj: dict, tmp_path: Path) -> None:
+    slug = proj["slug"]
+    proj["df"].assign(id=range(len(proj["df"]))).to_csv(tmp_path / "keyed.csv", index=False)
+    admin.upload(slug, "keyed", tmp_path / "keyed.csv")
+    version = admin.split(
+        slug, "keyed", 1, "id", fractions={"train": 0.6, "validation": 0.2, "test": 0.2}
+    )
+    result = _train(admin, slug, "keyed", "y", features=["x1", "x2"], candidates=["linear"])[
+        "result"
+    ]
+    assert result["split"]["source"] == "version" and result["split"]["column"] == "id"
+    assert result["split"]["rows"] == version["split"]["counts"]
+    params = admin.run(result["best_run_id"])["params"]
+    assert json.loads(params["split"])["method"] == "hash"
+
+
+# -- without a server: budget and export edge cases ----------------------------------------------
+
+
+def test_minutes_budget_stops_tuning() -> None:
+    from mlteam.training import executors, recipes, tuning
+
+    df = _frame(120)
+    feats = ["x1", "x2", "x3", "colour"]
+    ex = executors.make("local", df, 1)
+    out = tuning.tune(
+        "linear",
+        "classification",
+        df,
+        feats,
+        "y",
+        executor=ex,
+        trials=None,
+        minutes=1e-6,
+        cv=2,
+        seed=0,
+    )
+    assert len(out["trials"]) == 1 and out["best_params"]["C"] > 0
+    assert recipes.PRIMARY["classification"] == ("accuracy", True)
+
+
+def test_float32_export_that_misses_the_tolerance_is_not_kept() -> None:
+    from mlteam.training import export, recipes
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": rng.normal(size=200), "b": rng.normal(size=200)})
+    df["t"] = 1e6 + 1e4 * df["a"] + rng.normal(size=200)  # large values: float32 rounds
+    train, validation, _ = recipes.split_frame(df, "t", "regression", 0.2, 0)
+    params = recipes.default_params("lightgbm", "regression")
+    model = recipes.pipeline("lightgbm", "regression", train, ["a", "b"], params, 0)
+    model.fit(train[["a", "b"]], train["t"])
+    graph, meta = export.export(model, "lightgbm", "regression", validation, ["a", "b"])
+    assert graph is None and meta["onnx"] is None
+    assert "float32" in meta["onnx_note"]
