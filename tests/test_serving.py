@@ -623,3 +623,45 @@ def test_a_sql_rule_baseline_is_served(admin: Client, srv: dict, tmp_path: Path)
         f"/api/v1/deployments/{name}/invocations", json={"dataframe_split": split}
     )
     assert inv.json() == {"predictions": expected}
+
+
+def test_the_log_keeps_large_numeric_inputs_as_values_and_reads_them_back_as_json(
+    tmp_path: Path,
+) -> None:
+    import math
+    from datetime import UTC, datetime
+
+    import pyarrow.parquet as pq
+
+    from mlteam.core.artifacts import ArtifactStore
+    from mlteam.serving import predlog, runtime
+
+    sig = {"inputs": [{"name": c, "type": "double"} for c in ("a", "b c")]}
+    data = [[i / 7, float(i)] for i in range(40)]
+    data[3][0] = math.nan
+    big = runtime.check_split(["a", "b c"], data, sig)
+    small = runtime.check_split(["a", "b c"], data[:1], sig)
+    store = ArtifactStore(str(tmp_path))
+    log = predlog.PredictionLog(store)
+    now = datetime.now(UTC)
+    log.append_batch(predlog.Batch(now, "d", 1, "v", "live", ["s"], small, [1], 1.0))
+    ids = [f"p{i}" for i in range(40)]
+    log.append_batch(predlog.Batch(now, "d", 1, "v", "live", ids, big, [0] * 40, 4.0))
+    assert log.flush() == 41
+    # stored as values (no JSON written for the 40-row request) ...
+    (segment,) = glob.glob(str(tmp_path / "predictions" / "d" / "*.parquet"))
+    stored = pq.read_table(segment)
+    assert stored.column("inputs").null_count == 40 and stored.column("input_values")[1] is not None
+    # ... and read back as the same JSON objects, in the readers' schema
+    table = log.read("d")
+    assert table.schema == predlog.SCHEMA and table.num_rows == 41
+    rows = table.to_pylist()
+    assert [r["prediction_id"] for r in rows] == ["s", *ids]
+    for r, values in zip(rows[1:], data, strict=True):
+        got = json.loads(r["inputs"])
+        assert list(got) == ["a", "b c"]
+        assert all(
+            (math.isnan(g) and math.isnan(w)) or g == w
+            for g, w in zip(got.values(), values, strict=True)
+        )
+    assert json.loads(rows[0]["inputs"]) == {"a": 0.0, "b c": 0.0}
