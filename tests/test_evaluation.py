@@ -229,7 +229,8 @@ def test_promotion_refused_until_a_passing_evaluation(world: World) -> None:
     assert {s["column"] for s in report["slices"]} == {"group"}
     html = w.ds.evaluation_report(w.slug, ev["number"], "html")
     assert "<svg" in html and "FAILED" in html and "min_accuracy" in html
-    resp = w.ds._http.get(f"/projects/{w.slug}/evaluations/{ev['number']}/report.html")
+    assert ev["report_html"] == f"/api/v1/projects/{w.slug}/evaluations/{ev['number']}/report.html"
+    resp = w.ds._http.get(f"http://testserver{ev['report_html']}")
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
     with pytest.raises(Forbidden):
         w.labeler.evaluation(w.slug, ev["number"])

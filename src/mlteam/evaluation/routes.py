@@ -125,7 +125,7 @@ def version_evaluations(
 ) -> object:
     """Evaluations of one model version, newest first."""
     evs = service.list_evaluations(session, user, slug, name, version)
-    return [service.describe(session, e) for e in evs]
+    return [service.describe(session, e, slug) for e in evs]
 
 
 @router.get("/evaluations", response_model=list[EvaluationOut])
@@ -133,12 +133,13 @@ def list_evaluations(
     slug: str, session: SessionDep, user: CurrentUser, model: str | None = None
 ) -> object:
     """Evaluations of the project (or of one model), newest first."""
-    return [service.describe(session, e) for e in service.list_evaluations(session, user, slug, model)]
+    evs = service.list_evaluations(session, user, slug, model)
+    return [service.describe(session, e, slug) for e in evs]
 
 
 @router.get("/evaluations/{number}", response_model=EvaluationOut)
 def get_evaluation(slug: str, number: int, session: SessionDep, user: CurrentUser) -> object:
-    return service.describe(session, service.get_evaluation(session, user, slug, number))
+    return service.describe(session, service.get_evaluation(session, user, slug, number), slug)
 
 
 @router.get("/evaluations/{number}/report.json", responses={200: {"content": {"application/json": {}}}})

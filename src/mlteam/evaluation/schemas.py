@@ -98,5 +98,7 @@ class EvaluationOut(BaseModel):
     options: dict[str, Any]
     notes: list[str]
     job_id: str | None
+    report_json: str
+    report_html: str
     created_by: str
     created_at: datetime

@@ -581,10 +581,12 @@ def report_bytes(
     return store.read_bytes(ev.report_key if fmt == "json" else ev.html_key)
 
 
-def describe(session: Session, ev: Evaluation) -> dict[str, Any]:
+def describe(session: Session, ev: Evaluation, slug: str) -> dict[str, Any]:
+    """An evaluation as the API shows it, with the API paths of its two reports."""
     from mlteam.registry.models import ModelVersion
 
     mv = session.get(ModelVersion, ev.model_version_id)
+    reports = f"/api/v1/projects/{slug}/evaluations/{ev.number}"
     return {
         "id": ev.id,
         "number": ev.number,
@@ -601,6 +603,8 @@ def describe(session: Session, ev: Evaluation) -> dict[str, Any]:
         "options": ev.options,
         "notes": ev.notes,
         "job_id": ev.job_id,
+        "report_json": f"{reports}/report.json",
+        "report_html": f"{reports}/report.html",
         "created_by": gates._email(session, ev.created_by),
         "created_at": ev.created_at,
     }
