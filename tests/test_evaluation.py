@@ -29,7 +29,13 @@ def credit_csv(n: int = 400, seed: int = 3) -> bytes:
     logit = 1.8 * x1 - 1.2 * x2 + (group == "a") * 0.4
     y = (logit + rng.normal(scale=0.8, size=n) > 0).astype(int)
     frame = pd.DataFrame(
-        {"customer_id": np.arange(n) + 1000, "x1": x1.round(4), "x2": x2.round(4), "group": group, "y": y}
+        {
+            "customer_id": np.arange(n) + 1000,
+            "x1": x1.round(4),
+            "x2": x2.round(4),
+            "group": group,
+            "y": y,
+        }
     )
     return frame.to_csv(index=False).encode()
 
@@ -48,9 +54,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(admin: Client, new_user, client_for) -> World:
     slug = uid("eval")
-    admin.create_project(
-        slug, value_matrix={"0": {"0": 0, "1": -50}, "1": {"0": -200, "1": 100}}
-    )
+    admin.create_project(slug, value_matrix={"0": {"0": 0, "1": -50}, "1": {"0": -200, "1": 100}})
     members = {}
     for role in ("qa", "data_scientist", "labeler", "domain_expert"):
         email, token = new_user(prefix=role)
@@ -151,7 +155,10 @@ def test_only_qa_and_owners_write_gates(world: World) -> None:
 @pytest.mark.parametrize(
     ("rules", "field"),
     [
-        ([{"type": "metric", "metric": "accuracy", "min": 0.9}, {"type": "magic"}], "rules[1].type"),
+        (
+            [{"type": "metric", "metric": "accuracy", "min": 0.9}, {"type": "magic"}],
+            "rules[1].type",
+        ),
         ([{"type": "metric", "metric": "acuracy", "min": 0.9}], "rules[0].metric"),
         ([{"type": "metric", "metric": "accuracy"}], "rules[0].min"),
         ([{"type": "metric", "metric": "accuracy", "min": "high"}], "rules[0].min"),
@@ -329,7 +336,9 @@ def test_cli_gates_evaluate_and_reports(world: World, monkeypatch, tmp_path) -> 
         return res.output
 
     rule = '{"type": "metric", "metric": "balanced_accuracy", "min": 0.5}'
-    assert "created gate set cli-gates v1 (1 rules)" in run(w.qa, "gates", "create", w.slug, "cli-gates", "--rule", rule)
+    assert "created gate set cli-gates v1 (1 rules)" in run(
+        w.qa, "gates", "create", w.slug, "cli-gates", "--rule", rule
+    )
     bad = run(w.qa, "gates", "create", w.slug, "cli-bad", "--rule", '{"type": "nope"}', code=1)
     assert "rules[0].type" in bad
     listed = json.loads(run(w.ds, "gates", "list", w.slug, "--json"))
@@ -339,7 +348,20 @@ def test_cli_gates_evaluate_and_reports(world: World, monkeypatch, tmp_path) -> 
     denied = run(w.labeler, "gates", "require", w.slug, "cli-gates", code=1)
     assert "gates.write" in denied
 
-    out = run(w.ds, "evaluate", "clf", "1", "--project", w.slug, "--sensitive", "group", "--slice", "group", "--bootstrap", "20")
+    out = run(
+        w.ds,
+        "evaluate",
+        "clf",
+        "1",
+        "--project",
+        w.slug,
+        "--sensitive",
+        "group",
+        "--slice",
+        "group",
+        "--bootstrap",
+        "20",
+    )
     assert "PASSED gate set release" in out and "accuracy" in out
     rows = json.loads(run(w.ds, "evaluations", "list", w.slug, "--model", "clf", "--json"))
     newest = rows[0]
@@ -352,7 +374,10 @@ def test_cli_gates_evaluate_and_reports(world: World, monkeypatch, tmp_path) -> 
     assert report["evaluation"]["gate_set_version"] == 2
 
     # evaluated against the current version now: the champion request goes through
-    assert w.ds.request_promotion(w.slug, "clf", 1, "v2 gates pass", target="champion")["state"] == "open"
+    assert (
+        w.ds.request_promotion(w.slug, "clf", 1, "v2 gates pass", target="champion")["state"]
+        == "open"
+    )
     assert "requires no gate set" in run(w.qa, "gates", "require", w.slug, "--none")
     assert w.ds.project(w.slug)["required_gate_set"] is None
 
@@ -393,7 +418,10 @@ def test_check_gates_on_missing_inputs() -> None:
         "fairness": None,
     }
     out = {g["name"]: g for g in check_gates(rules, report)}
-    assert out["not_worse_than_champion_rmse"]["passed"] and out["not_worse_than_champion_rmse"]["message"] == "no champion"
+    assert (
+        out["not_worse_than_champion_rmse"]["passed"]
+        and out["not_worse_than_champion_rmse"]["message"] == "no champion"
+    )
     assert not out["max_equalized_odds_difference"]["passed"]
     assert "not evaluated" in out["max_equalized_odds_difference"]["message"]
     # lower is better for rmse: 3.0 beats 4.5 by more than 1.0

@@ -57,7 +57,11 @@ def _rules(rule: list[str] | None, rules_file: Path | None) -> list[dict[str, An
 
 def _gate_rows(gs: dict[str, Any]) -> list[dict[str, Any]]:
     return [
-        {"gate": r["name"], "type": r["type"], "rule": {k: v for k, v in r.items() if k not in ("name", "type")}}
+        {
+            "gate": r["name"],
+            "type": r["type"],
+            "rule": {k: v for k, v in r.items() if k not in ("name", "type")},
+        }
         for r in gs["rules"]
     ]
 
@@ -148,7 +152,11 @@ def require_gate_set(
             raise InvalidInput("give a gate set name, or --none", {"field": "name"})
         p = client().require_gate_set(project, None if none else name)
         required = p.get("required_gate_set")
-        typer.echo(f"{project} requires gate set {required}" if required else f"{project} requires no gate set")
+        typer.echo(
+            f"{project} requires gate set {required}"
+            if required
+            else f"{project} requires no gate set"
+        )
 
 
 @invariances_app.command("add")
@@ -161,18 +169,24 @@ def add_invariance(
     """Declare an invariance test (domain experts, QA)."""
     with errors():
         inv = client().add_invariance(project, name, column, description)
-        typer.echo(f"invariance test {inv['name']}: changing {inv['column']!r} must not change the prediction")
+        typer.echo(
+            f"invariance test {inv['name']}: changing {inv['column']!r} must not change the prediction"
+        )
 
 
 @invariances_app.command("list")
 def list_invariances(project: str = Project, as_json: bool = JsonOpt) -> None:
     """The project's invariance tests."""
     with errors():
-        table(client().invariances(project), ["name", "column", "description", "created_by"], as_json)
+        table(
+            client().invariances(project), ["name", "column", "description", "created_by"], as_json
+        )
 
 
 @invariances_app.command("delete")
-def delete_invariance(project: str = Project, name: str = typer.Argument(..., help="Test name.")) -> None:
+def delete_invariance(
+    project: str = Project, name: str = typer.Argument(..., help="Test name.")
+) -> None:
     """Remove an invariance test."""
     with errors():
         client().delete_invariance(project, name)
@@ -184,7 +198,10 @@ def _print_gates(ev: dict[str, Any]) -> None:
         typer.echo("no gate set checked")
         return
     table(
-        [{"gate": g["name"], "result": "pass" if g["passed"] else "FAIL", "detail": g["message"]} for g in ev["gates"]],
+        [
+            {"gate": g["name"], "result": "pass" if g["passed"] else "FAIL", "detail": g["message"]}
+            for g in ev["gates"]
+        ],
         ["gate", "result", "detail"],
         title=f"gate set {ev['gate_set']} v{ev['gate_set_version']}",
     )
@@ -195,12 +212,20 @@ def evaluate(
     model: str = typer.Argument(..., help="Registered model name."),
     version: str = typer.Argument(..., help="Version number, or an alias naming one."),
     project: str = typer.Option(..., "--project", "-p", help="Project slug."),
-    dataset: str | None = typer.Option(None, help="Dataset to evaluate on (default: the training data)."),
+    dataset: str | None = typer.Option(
+        None, help="Dataset to evaluate on (default: the training data)."
+    ),
     dataset_version: str = typer.Option("latest", help="Version of --dataset."),
-    gate_set: str | None = typer.Option(None, help="Gate set to check (default: the required one)."),
-    target: str | None = typer.Option(None, help="Target column, if the version does not record it."),
+    gate_set: str | None = typer.Option(
+        None, help="Gate set to check (default: the required one)."
+    ),
+    target: str | None = typer.Option(
+        None, help="Target column, if the version does not record it."
+    ),
     sensitive: str | None = typer.Option(None, help="Sensitive column for the fairness section."),
-    slice_columns: list[str] | None = typer.Option(None, "--slice", help="Column to slice by; repeat."),
+    slice_columns: list[str] | None = typer.Option(
+        None, "--slice", help="Column to slice by; repeat."
+    ),
     bootstrap: int = typer.Option(200, help="Bootstrap resamples for confidence intervals."),
     seed: int = typer.Option(0, help="Random seed (bootstrap, noise, shuffles)."),
     wait: bool = typer.Option(True, help="Wait for the job and show its progress."),
@@ -254,7 +279,16 @@ def list_evaluations(
         rows = client().evaluations(project, model, version)
         table(
             rows,
-            ["number", "model", "version", "dataset", "gate_set", "passed", "failed_gates", "created_at"],
+            [
+                "number",
+                "model",
+                "version",
+                "dataset",
+                "gate_set",
+                "passed",
+                "failed_gates",
+                "created_at",
+            ],
             as_json,
         )
 

@@ -78,7 +78,9 @@ class EvaluationAPI(Base):
     ) -> list[dict[str, Any]]:
         """Evaluations of the project, a model, or one version; newest first."""
         if model is not None and version is not None:
-            return self._call("GET", f"/projects/{slug}/models/{model}/versions/{version}/evaluations")
+            return self._call(
+                "GET", f"/projects/{slug}/models/{model}/versions/{version}/evaluations"
+            )
         params = {"model": model} if model else None
         return self._call("GET", f"/projects/{slug}/evaluations", params=params)
 

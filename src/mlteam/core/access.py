@@ -77,7 +77,8 @@ GRANTS: dict[Role, frozenset[Perm]] = {
     Role.data_engineer: frozenset(_READ_ALL | {Perm.data_write, Perm.request_create}),
     Role.labeler: frozenset({Perm.project_read}),
     Role.domain_expert: frozenset(
-        _READ_ALL | {Perm.request_create, Perm.feedback_write, Perm.predict, Perm.card_write}
+        _READ_ALL
+        | {Perm.request_create, Perm.feedback_write, Perm.predict, Perm.card_write}
         | {Perm.invariance_write}
     ),
     Role.data_scientist: frozenset(

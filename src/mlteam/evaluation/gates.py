@@ -62,7 +62,9 @@ RULES: dict[str, tuple[set[str], set[str]]] = {
 
 
 def _bad(i: int, field: str, message: str) -> InvalidInput:
-    return InvalidInput(f"rules[{i}].{field}: {message}", {"field": f"rules[{i}].{field}", "rule": i})
+    return InvalidInput(
+        f"rules[{i}].{field}: {message}", {"field": f"rules[{i}].{field}", "rule": i}
+    )
 
 
 def _num(rule: dict[str, Any], i: int, field: str, *, nonneg: bool = False) -> float:
@@ -97,7 +99,9 @@ def validate_rules(rules: Any) -> list[dict[str, Any]]:
         clean: dict[str, Any] = {"type": kind}
         if "metric" in rule:
             if rule["metric"] not in METRICS:
-                raise _bad(i, "metric", f"unknown metric {rule['metric']!r} (known: {', '.join(METRICS)})")
+                raise _bad(
+                    i, "metric", f"unknown metric {rule['metric']!r} (known: {', '.join(METRICS)})"
+                )
             clean["metric"] = rule["metric"]
         if kind == "metric":
             if "min" not in rule and "max" not in rule:
@@ -107,7 +111,11 @@ def validate_rules(rules: Any) -> list[dict[str, Any]]:
                     clean[f] = _num(rule, i, f)
         elif kind == "fairness":
             if rule["measure"] not in FAIRNESS_MEASURES:
-                raise _bad(i, "measure", f"unknown measure {rule['measure']!r} (known: {', '.join(FAIRNESS_MEASURES)})")
+                raise _bad(
+                    i,
+                    "measure",
+                    f"unknown measure {rule['measure']!r} (known: {', '.join(FAIRNESS_MEASURES)})",
+                )
             clean["measure"] = rule["measure"]
             clean["max"] = _num(rule, i, "max", nonneg=True)
         elif kind == "robustness":
@@ -119,10 +127,14 @@ def validate_rules(rules: Any) -> list[dict[str, Any]]:
         elif kind == "beats_baseline":
             clean["margin"] = _num(rule, i, "margin") if "margin" in rule else 0.0
         elif kind == "not_worse_than_champion":
-            clean["tolerance"] = _num(rule, i, "tolerance", nonneg=True) if "tolerance" in rule else 0.0
+            clean["tolerance"] = (
+                _num(rule, i, "tolerance", nonneg=True) if "tolerance" in rule else 0.0
+            )
         elif kind == "no_leakage":
             clean["max_shared_fraction"] = (
-                _num(rule, i, "max_shared_fraction", nonneg=True) if "max_shared_fraction" in rule else 0.0
+                _num(rule, i, "max_shared_fraction", nonneg=True)
+                if "max_shared_fraction" in rule
+                else 0.0
             )
         name = rule.get("name", _default_name(clean))
         if not isinstance(name, str) or not name.strip() or len(name) > 128:
@@ -137,7 +149,11 @@ def validate_rules(rules: Any) -> list[dict[str, Any]]:
 def _default_name(rule: dict[str, Any]) -> str:
     kind = rule["type"]
     if kind == "metric":
-        bounds = [f"{'min' if f == 'min' else 'max'}_{rule['metric']}" for f in ("min", "max") if f in rule]
+        bounds = [
+            f"{'min' if f == 'min' else 'max'}_{rule['metric']}"
+            for f in ("min", "max")
+            if f in rule
+        ]
         return "+".join(bounds)
     if kind == "fairness":
         return f"max_{rule['measure']}"
@@ -195,14 +211,32 @@ def _check_one(rule: dict[str, Any], report: dict[str, Any], model: dict) -> dic
             parts.append(f"{'≥' if low_ok else '<'} min {_fmt(rule['min'])}")
         if "max" in rule:
             parts.append(f"{'≤' if high_ok else '>'} max {_fmt(rule['max'])}")
-        return _gate(rule, low_ok and high_ok, v, threshold, f"{rule['metric']} {_fmt(v)} " + ", ".join(parts))
+        return _gate(
+            rule,
+            low_ok and high_ok,
+            v,
+            threshold,
+            f"{rule['metric']} {_fmt(v)} " + ", ".join(parts),
+        )
     if kind == "fairness":
         fair = report.get("fairness")
         v = (fair or {}).get(rule["measure"])
         if not fair or not isinstance(v, numbers.Real):
-            return _gate(rule, False, None, rule["max"], f"{rule['measure']}: not evaluated (give a sensitive column)")
+            return _gate(
+                rule,
+                False,
+                None,
+                rule["max"],
+                f"{rule['measure']}: not evaluated (give a sensitive column)",
+            )
         ok = v <= rule["max"]
-        return _gate(rule, ok, float(v), rule["max"], f"{rule['measure']} on {fair.get('column')!r} {_fmt(v)} {'≤' if ok else '>'} max {_fmt(rule['max'])}")
+        return _gate(
+            rule,
+            ok,
+            float(v),
+            rule["max"],
+            f"{rule['measure']} on {fair.get('column')!r} {_fmt(v)} {'≤' if ok else '>'} max {_fmt(rule['max'])}",
+        )
     if kind == "robustness":
         rob = report.get("robustness") or {}
         p = rule.get("perturbation", "max")
@@ -210,7 +244,13 @@ def _check_one(rule: dict[str, Any], report: dict[str, Any], model: dict) -> dic
         if not isinstance(v, numbers.Real):
             return _gate(rule, False, None, rule["max_drop"], f"robustness ({p}): not evaluated")
         ok = v <= rule["max_drop"]
-        return _gate(rule, ok, float(v), rule["max_drop"], f"{rob.get('metric', 'metric')} drop under {p} perturbation {_fmt(v)} {'≤' if ok else '>'} max {_fmt(rule['max_drop'])}")
+        return _gate(
+            rule,
+            ok,
+            float(v),
+            rule["max_drop"],
+            f"{rob.get('metric', 'metric')} drop under {p} perturbation {_fmt(v)} {'≤' if ok else '>'} max {_fmt(rule['max_drop'])}",
+        )
     if kind in ("beats_baseline", "not_worse_than_champion"):
         metric = rule["metric"]
         other_key = "baseline" if kind == "beats_baseline" else "champion"
@@ -220,7 +260,9 @@ def _check_one(rule: dict[str, Any], report: dict[str, Any], model: dict) -> dic
             return _gate(rule, True, mine, None, "no champion")
         theirs = _metric_value(other_block, metric)
         if mine is None or theirs is None:
-            return _gate(rule, False, mine, None, f"{metric} of the model or the {other_key}: not evaluated")
+            return _gate(
+                rule, False, mine, None, f"{metric} of the model or the {other_key}: not evaluated"
+            )
         higher = HIGHER_IS_BETTER.get(metric, True)
         if kind == "beats_baseline":
             margin = rule.get("margin", 0.0)
@@ -237,7 +279,9 @@ def _check_one(rule: dict[str, Any], report: dict[str, Any], model: dict) -> dic
     if kind == "no_leakage":
         leak = report.get("leakage")
         if not leak:
-            return _gate(rule, False, None, rule.get("max_shared_fraction", 0.0), "leakage: not evaluated")
+            return _gate(
+                rule, False, None, rule.get("max_shared_fraction", 0.0), "leakage: not evaluated"
+            )
         shared = float(leak.get("shared_fraction") or 0.0)
         suspects = list(leak.get("suspects") or [])
         limit = rule.get("max_shared_fraction", 0.0)
@@ -249,9 +293,17 @@ def _check_one(rule: dict[str, Any], report: dict[str, Any], model: dict) -> dic
     if kind == "invariance":
         inv = (report.get("robustness") or {}).get("invariances") or []
         if not inv:
-            return _gate(rule, False, None, None, "invariance: not evaluated (no invariance tests declared)")
+            return _gate(
+                rule, False, None, None, "invariance: not evaluated (no invariance tests declared)"
+            )
         broken = [i["name"] for i in inv if not i.get("passed")]
-        return _gate(rule, not broken, len(inv) - len(broken), len(inv), f"broken: {', '.join(broken)}" if broken else f"all {len(inv)} invariance tests held")
+        return _gate(
+            rule,
+            not broken,
+            len(inv) - len(broken),
+            len(inv),
+            f"broken: {', '.join(broken)}" if broken else f"all {len(inv)} invariance tests held",
+        )
     raise InvalidInput(f"unknown rule type {kind!r}", {"field": "type"})  # validated on write
 
 
@@ -297,7 +349,9 @@ def _add_version(
     try:
         session.flush()
     except IntegrityError as err:
-        raise Conflict(f"gate set {name} was changed at the same time; retry", {"field": "name"}) from err
+        raise Conflict(
+            f"gate set {name} was changed at the same time; retry", {"field": "name"}
+        ) from err
     return gs
 
 
@@ -313,8 +367,12 @@ def create_gate_set(
         raise Conflict(f"gate set {name} already exists; update it instead", {"field": "name"})
     gs = _add_version(session, actor, project.id, name, prev, rules=clean, description=description)
     audit.record(
-        session, actor, "gateset.create", f"gateset:{name}@{gs.version}",
-        project_id=project.id, detail={"rules": clean},
+        session,
+        actor,
+        "gateset.create",
+        f"gateset:{name}@{gs.version}",
+        project_id=project.id,
+        detail={"rules": clean},
     )
     return gs
 
@@ -332,12 +390,21 @@ def update_gate_set(
     prev = _live(session, project.id, name)
     clean = validate_rules(rules)
     gs = _add_version(
-        session, actor, project.id, name, prev, rules=clean,
+        session,
+        actor,
+        project.id,
+        name,
+        prev,
+        rules=clean,
         description=prev.description if description is None else description,
     )
     audit.record(
-        session, actor, "gateset.update", f"gateset:{name}@{gs.version}",
-        project_id=project.id, detail={"rules": clean, "previous": prev.rules},
+        session,
+        actor,
+        "gateset.update",
+        f"gateset:{name}@{gs.version}",
+        project_id=project.id,
+        detail={"rules": clean, "previous": prev.rules},
     )
     return gs
 
@@ -411,7 +478,9 @@ def check_required(session: Session, project_id: str, name: str | None) -> str |
         return None
     gs = _current(session, project_id, name)
     if gs is None or gs.deleted:
-        raise InvalidInput(f"gate set {name} not found in this project", {"field": "required_gate_set"})
+        raise InvalidInput(
+            f"gate set {name} not found in this project", {"field": "required_gate_set"}
+        )
     return name
 
 
@@ -459,7 +528,11 @@ def add_invariance(
     if exists:
         raise Conflict(f"invariance test {name} already exists", {"field": "name"})
     inv = InvarianceTest(
-        project_id=project.id, name=name, column=column, description=description, created_by=actor.id
+        project_id=project.id,
+        name=name,
+        column=column,
+        description=description,
+        created_by=actor.id,
     )
     session.add(inv)
     try:
@@ -467,8 +540,12 @@ def add_invariance(
     except IntegrityError as err:
         raise Conflict(f"invariance test {name} already exists", {"field": "name"}) from err
     audit.record(
-        session, actor, "invariance.create", f"invariance:{name}",
-        project_id=project.id, detail={"column": column},
+        session,
+        actor,
+        "invariance.create",
+        f"invariance:{name}",
+        project_id=project.id,
+        detail={"column": column},
     )
     return inv
 
@@ -495,8 +572,12 @@ def delete_invariance(session: Session, actor: User, slug: str, name: str) -> No
         raise NotFound(f"invariance test {name} not found")
     session.delete(inv)
     audit.record(
-        session, actor, "invariance.delete", f"invariance:{name}",
-        project_id=project.id, detail={"column": inv.column},
+        session,
+        actor,
+        "invariance.delete",
+        f"invariance:{name}",
+        project_id=project.id,
+        detail={"column": inv.column},
     )
 
 

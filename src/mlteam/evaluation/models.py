@@ -36,7 +36,7 @@ class GateSet(IdMixin, Base):
 
 
 class InvarianceTest(IdMixin, Base):
-    """"Changing `column` must not change the prediction", declared per project."""
+    """ "Changing `column` must not change the prediction", declared per project."""
 
     __tablename__ = "invariance_tests"
     __table_args__ = (UniqueConstraint("project_id", "name"),)

@@ -83,7 +83,9 @@ def gate_set_history(slug: str, gate_set: str, session: SessionDep, user: Curren
 
 @router.get("/invariances", response_model=list[InvarianceOut])
 def list_invariances(slug: str, session: SessionDep, user: CurrentUser) -> object:
-    return [gates.describe_invariance(session, i) for i in gates.list_invariances(session, user, slug)]
+    return [
+        gates.describe_invariance(session, i) for i in gates.list_invariances(session, user, slug)
+    ]
 
 
 @router.post("/invariances", response_model=InvarianceOut, status_code=201)
@@ -142,7 +144,9 @@ def get_evaluation(slug: str, number: int, session: SessionDep, user: CurrentUse
     return service.describe(session, service.get_evaluation(session, user, slug, number), slug)
 
 
-@router.get("/evaluations/{number}/report.json", responses={200: {"content": {"application/json": {}}}})
+@router.get(
+    "/evaluations/{number}/report.json", responses={200: {"content": {"application/json": {}}}}
+)
 def report_json(
     slug: str, number: int, session: SessionDep, user: CurrentUser, platform: PlatformDep
 ) -> Response:

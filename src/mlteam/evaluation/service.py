@@ -61,7 +61,9 @@ def _target_and_features(mv: Any, params: dict[str, str]) -> tuple[str | None, l
         except ValueError:
             features = []
     if not features:
-        features = [i["name"] for i in sig.get("inputs") or [] if isinstance(i, dict) and "name" in i]
+        features = [
+            i["name"] for i in sig.get("inputs") or [] if isinstance(i, dict) and "name" in i
+        ]
     return target, features
 
 
@@ -148,7 +150,9 @@ def start_evaluation(
             )
         missing = [f for f in features if f not in columns]
         if missing:
-            raise InvalidInput(f"feature columns of the model not in {label}: {missing}", {"field": "dataset"})
+            raise InvalidInput(
+                f"feature columns of the model not in {label}: {missing}", {"field": "dataset"}
+            )
         if sensitive is not None and sensitive not in columns:
             raise InvalidInput(
                 f"sensitive column {sensitive!r} is not in {label} (columns: {columns})",
@@ -239,7 +243,9 @@ def _test_rows(
 def _fallback_baseline(task: str, fit_on: pd.DataFrame, target: str, features: list[str]) -> Any:
     from sklearn.dummy import DummyClassifier, DummyRegressor
 
-    est = DummyClassifier(strategy="most_frequent") if task == "classification" else DummyRegressor()
+    est = (
+        DummyClassifier(strategy="most_frequent") if task == "classification" else DummyRegressor()
+    )
     rows = fit_on[fit_on[target].notna()]
     return est.fit(rows[features], rows[target])
 
@@ -346,14 +352,18 @@ def run_evaluation_job(ctx: jobs.JobContext) -> dict[str, Any]:
         baseline_run = tags.get("mlteam.baseline_run")
         if baseline_run:
             try:
-                baseline_key = tracking.artifact_key(tracking.get_run(s, actor, baseline_run), "model")
+                baseline_key = tracking.artifact_key(
+                    tracking.get_run(s, actor, baseline_run), "model"
+                )
             except NotFound:
                 notes.append(f"baseline run {baseline_run} not found")
     if not target:
         raise InvalidInput("the model version records no target column", {"field": "version"})
     df = table.to_pandas()
     if target not in df.columns:
-        raise InvalidInput(f"target column {target!r} is not in {p['dataset']}", {"field": "dataset"})
+        raise InvalidInput(
+            f"target column {target!r} is not in {p['dataset']}", {"field": "dataset"}
+        )
     task = params.get("task") or sig_task
     if task not in ("classification", "regression"):
         from mlteam.training import recipes
@@ -366,9 +376,9 @@ def run_evaluation_job(ctx: jobs.JobContext) -> dict[str, Any]:
     model = _load(ctx.artifacts, key)
     if not features:  # no signature (an MLflow-logged model): what the model was fitted on
         names = getattr(model, "feature_names_in_", None)
-        features = [str(f) for f in names] if names is not None else [
-            c for c in df.columns if c != target
-        ]
+        features = (
+            [str(f) for f in names] if names is not None else [c for c in df.columns if c != target]
+        )
         notes.append(f"features: {', '.join(features)} (not recorded with the version)")
     # imported once the model loaded: a version nothing can load fails fast
     from mlteam.evaluation.report import render_html
@@ -445,15 +455,23 @@ def run_evaluation_job(ctx: jobs.JobContext) -> dict[str, Any]:
     html_key = ctx.artifacts.put_bytes(html.encode(), f"{prefix}/report.html")
 
     summary = _summary(report)
-    options = {
-        k: p.get(k) for k in ("slice_columns", "sensitive", "bootstrap", "seed", "dataset")
-    }
+    options = {k: p.get(k) for k in ("slice_columns", "sensitive", "bootstrap", "seed", "dataset")}
     for attempt in range(3):
         try:
             with ctx.db.session() as s:
                 number = _store(
-                    s, ctx, eval_id, version_id, p, passed, results, summary, options, notes,
-                    report_key, html_key,
+                    s,
+                    ctx,
+                    eval_id,
+                    version_id,
+                    p,
+                    passed,
+                    results,
+                    summary,
+                    options,
+                    notes,
+                    report_key,
+                    html_key,
                 )
             break
         except IntegrityError:
@@ -523,12 +541,25 @@ def _store(
     s.flush()
     target = f"evaluation:{number} ({p['model']} v{p['version']})"
     audit.record(
-        s, actor, "evaluation.create", target, project_id=ctx.project_id,
-        detail={"model": p["model"], "version": p["version"], "dataset": p["dataset"], "job": ctx.job_id},
+        s,
+        actor,
+        "evaluation.create",
+        target,
+        project_id=ctx.project_id,
+        detail={
+            "model": p["model"],
+            "version": p["version"],
+            "dataset": p["dataset"],
+            "job": ctx.job_id,
+        },
     )
     if p.get("gate_set"):
         audit.record(
-            s, actor, "evaluation.gates", target, project_id=ctx.project_id,
+            s,
+            actor,
+            "evaluation.gates",
+            target,
+            project_id=ctx.project_id,
             detail={
                 "gate_set": p["gate_set"],
                 "gate_set_version": p.get("gate_set_version"),

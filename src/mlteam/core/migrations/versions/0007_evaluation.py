@@ -59,9 +59,7 @@ def upgrade() -> None:
         sa.Column("column", sa.String(length=256), nullable=False),
         sa.Column("description", sa.Text(), nullable=False),
         *_owned("invariance_tests"),
-        sa.UniqueConstraint(
-            "project_id", "name", name=op.f("uq_invariance_tests_project_id_name")
-        ),
+        sa.UniqueConstraint("project_id", "name", name=op.f("uq_invariance_tests_project_id_name")),
     )
     op.create_index(
         op.f("ix_invariance_tests_project_id"), "invariance_tests", ["project_id"], unique=False
@@ -92,9 +90,7 @@ def upgrade() -> None:
         ),
         sa.UniqueConstraint("project_id", "number", name=op.f("uq_evaluations_project_id_number")),
     )
-    op.create_index(
-        op.f("ix_evaluations_project_id"), "evaluations", ["project_id"], unique=False
-    )
+    op.create_index(op.f("ix_evaluations_project_id"), "evaluations", ["project_id"], unique=False)
     op.create_index(
         op.f("ix_evaluations_model_version_id"), "evaluations", ["model_version_id"], unique=False
     )
