@@ -442,18 +442,19 @@ def run_training_job(ctx: jobs.JobContext) -> dict[str, Any]:
             created,
             pool,
         )
+        results = result["runs"]
+        baseline = results[0]
+        best = baseline
+        for r in results[1:]:
+            if recipes.better(task, r["metrics"], best["metrics"]):
+                best = r
+        _finish_candidates(ctx, rec, results, best, task, validation, features)
     except BaseException:
         _fail_runs(ctx, created)
         raise
     finally:
         if pool is not None:
             pool.close()
-    results = result["runs"]
-    baseline = results[0]
-    best = baseline
-    for r in results[1:]:
-        if recipes.better(task, r["metrics"], best["metrics"]):
-            best = r
     verdict = (
         f"{best['name']} beats the baseline ({baseline['name']}) on validation {primary}: "
         f"{best['metrics'][primary]:.4f} vs {baseline['metrics'][primary]:.4f}"
@@ -526,7 +527,7 @@ def _train_candidates(
     created: list[str],
     pool: Any,
 ) -> dict[str, Any]:
-    from mlteam.training import export, tuning
+    from mlteam.training import tuning
 
     target, features, seed = p["target"], list(p["features"]), int(p["seed"])
     primary, _ = recipes.PRIMARY[task]
@@ -651,13 +652,8 @@ def _train_candidates(
         }
         if meta["format"] == "sql-rule":
             meta["expression"] = rule
-        onnx_graph = None
         if family == "baseline":
             meta.update(onnx=None, onnx_note="baselines are not exported to ONNX")
-        else:
-            ctx.progress(base_frac + 0.78 / n_tuned, f"{name}: ONNX export check")
-            onnx_graph, onnx_meta = export.export(model, family, task, validation, features)
-            meta.update(onnx_meta)
         with ctx.db.session() as s:
             tracking.log_params(s, ctx.actor(s), run_id, {k: _param(v) for k, v in params.items()})
         all_metrics = {
@@ -665,7 +661,6 @@ def _train_candidates(
             **{f"test_{k}": v for k, v in test_metrics.items()},
             **extra_metrics,
         }
-        rec.finish_candidate(run_id, model, meta, onnx_graph, all_metrics)
         ctx.log(f"{name}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
         results.append(
             {
@@ -675,11 +670,50 @@ def _train_candidates(
                 "metrics": metrics,
                 "test_metrics": test_metrics,
                 "params": params,
-                "onnx": meta.get("onnx") is not None,
-                "onnx_note": meta.get("onnx_note"),
+                # written once the best is known (only the best is exported to ONNX)
+                "_family": family,
+                "_model": model,
+                "_meta": meta,
+                "_metrics": all_metrics,
             }
         )
     return {"runs": results, "tuning": tuning_summary}
+
+
+def _finish_candidates(
+    ctx: jobs.JobContext,
+    rec: Recorder,
+    results: list[dict[str, Any]],
+    best: dict[str, Any],
+    task: str,
+    validation: pd.DataFrame,
+    features: list[str],
+) -> None:
+    """Export the best candidate to ONNX (kept only if it answers like the native model),
+    then write every candidate's model files and finish its run."""
+    from mlteam.training import export
+
+    for r in results:
+        family, model, meta = r.pop("_family"), r.pop("_model"), r.pop("_meta")
+        metrics = r.pop("_metrics")
+        graph = None
+        if family != "baseline":
+            if r is best:
+                ctx.progress(0.9, f"{r['name']}: ONNX export and check")
+                graph, onnx_meta = export.export(model, family, task, validation, features)
+                meta.update(onnx_meta)
+                ctx.log(
+                    f"{r['name']}: ONNX export kept (max abs diff "
+                    f"{onnx_meta['onnx']['max_abs_diff']:.2g} on {onnx_meta['onnx']['rows_checked']}"
+                    " validation rows)"
+                    if graph is not None
+                    else f"{r['name']}: {onnx_meta['onnx_note']}"
+                )
+            else:
+                meta.update(onnx=None, onnx_note="not exported: only the best candidate is")
+        r["onnx"] = meta.get("onnx") is not None
+        r["onnx_note"] = meta.get("onnx_note")
+        rec.finish_candidate(r["run_id"], model, meta, graph, metrics)
 
 
 def _param(v: Any) -> str:
