@@ -211,6 +211,7 @@ def test_promotion_refused_until_a_passing_evaluation(world: World) -> None:
     assert set(result["failed_gates"]) == {"min_accuracy", "tiny_log_loss", "id_does_not_matter"}
     ev = w.ds.evaluation(w.slug, result["evaluation"])
     assert ev["passed"] is False and ev["gate_set_version"] == 2
+    assert ev["options"]["target"] == "y" and ev["options"]["sensitive"] == "group"
     gates = {g["name"]: g for g in ev["gates"]}
     assert gates["min_accuracy"]["passed"] is False
     assert gates["min_accuracy"]["value"] == pytest.approx(ev["summary"]["metrics"]["accuracy"])

@@ -455,7 +455,11 @@ def run_evaluation_job(ctx: jobs.JobContext) -> dict[str, Any]:
     html_key = ctx.artifacts.put_bytes(html.encode(), f"{prefix}/report.html")
 
     summary = _summary(report)
-    options = {k: p.get(k) for k in ("slice_columns", "sensitive", "bootstrap", "seed", "dataset")}
+    options = {
+        k: p.get(k)
+        for k in ("target", "slice_columns", "sensitive", "bootstrap", "seed", "dataset")
+    }
+    options["target"] = target
     for attempt in range(3):
         try:
             with ctx.db.session() as s:
