@@ -409,3 +409,36 @@ def test_float32_export_that_misses_the_tolerance_is_not_kept() -> None:
     graph, meta = export.export(model, "lightgbm", "regression", validation, ["a", "b"])
     assert graph is None and meta["onnx"] is None
     assert "float32" in meta["onnx_note"]
+
+
+def test_cli_train_with_tuning_and_a_rule_baseline(live_server, tmp_path: Path) -> None:
+    cli = live_server.cli
+    out = cli("users", "create", f"{uid('trcli')}@example.com", "--admin").stdout
+    token = out.strip().splitlines()[-1]
+    slug = uid("trcli")
+    cli("projects", "create", slug, token=token)
+    _frame().to_csv(tmp_path / "bin.csv", index=False)
+    cli("data", "upload", slug, "bin", str(tmp_path / "bin.csv"), token=token)
+    res = cli(
+        "train",
+        slug,
+        "bin",
+        "--target",
+        "y",
+        "--candidates",
+        "linear",
+        "--trials",
+        "2",
+        "--baseline-rule",
+        RULE,
+        "--register-as",
+        "cli-clf",
+        token=token,
+    )
+    assert "baseline_rule" in res.stdout and "logistic_regression" in res.stdout
+    assert "trials" in res.stdout and "beats the baseline (baseline_rule)" in res.stdout
+    assert "registered cli-clf v1" in res.stdout
+    bad = cli(
+        "train", slug, "bin", "--target", "y", "--executor", "spark", token=token, check=False
+    )
+    assert bad.returncode != 0 and "executor" in (bad.stdout + bad.stderr)
