@@ -306,6 +306,11 @@ BAD = [
         id="rule-reads-target",
     ),
     pytest.param({"baseline_rule": "1; DROP TABLE v"}, "baseline_rule", id="rule-two-statements"),
+    pytest.param(
+        {"baseline_rule": "(SELECT count(*) FROM read_csv('/etc/passwd'))"},
+        "baseline_rule",
+        id="rule-reads-a-file",
+    ),
     pytest.param({"trials": -1}, "trials", id="trials-negative"),
     pytest.param({"minutes": 0}, "minutes", id="minutes-zero"),
     pytest.param({"cv": 1}, "cv", id="cv-one"),

@@ -157,7 +157,7 @@ def start_training(
     elif ray_address:
         raise InvalidInput("ray_address applies to executor 'ray'", {"field": "ray_address"})
     if baseline_rule is not None:
-        _check_rule(store, dv, baseline_rule, features)
+        _check_rule(store, dv, dataset, baseline_rule, features)
     return jobs.submit(
         session,
         actor,
@@ -187,13 +187,15 @@ def start_training(
     )
 
 
-def _check_rule(store: ArtifactStore | None, dv: Any, rule: str, features: list[str]) -> None:
+def _check_rule(
+    store: ArtifactStore | None, dv: Any, dv_name: str, rule: str, features: list[str]
+) -> None:
     """Parse and bind the rule with DuckDB against the version's feature columns only (a rule
     reading the target would be a leak), without reading any rows."""
     import duckdb
 
     from mlteam.data.profile import q
-    from mlteam.data.scan import connect_version
+    from mlteam.data.scan import arrow_dataset
 
     if not rule.strip():
         raise InvalidInput("baseline_rule is empty", {"field": "baseline_rule"})
@@ -208,16 +210,22 @@ def _check_rule(store: ArtifactStore | None, dv: Any, rule: str, features: list[
         types = {c["name"]: kinds.get(str(c["type"]), "VARCHAR") for c in dv.schema}
         check_rule(rule, {f: types[f] for f in features})
         return
+    # An empty table with the version's schema, in a DuckDB that may not touch files or the
+    # network: the rule is bound against real column types, and can read nothing else.
+    empty = arrow_dataset(store, dv).schema.empty_table()
     cols = ", ".join(q(f) for f in features)
-    with connect_version(store, dv) as con:
-        try:
-            con.execute(f"SELECT ({rule}) AS p FROM (SELECT {cols} FROM v) LIMIT 0").fetchall()
-        except duckdb.Error as err:
-            raise InvalidInput(
-                f"baseline_rule does not parse against the features of "
-                f"{dv.n and f'v{dv.n}'}: {str(err).splitlines()[0]}",
-                {"field": "baseline_rule"},
-            ) from err
+    con = duckdb.connect(config={"enable_external_access": False})
+    try:
+        con.register("v", empty)
+        con.execute(f"SELECT ({rule}) AS p FROM (SELECT {cols} FROM v) LIMIT 0").fetchall()
+    except duckdb.Error as err:
+        raise InvalidInput(
+            f"baseline_rule does not parse against the features of {dv_name} v{dv.n}: "
+            f"{str(err).splitlines()[0]}",
+            {"field": "baseline_rule"},
+        ) from err
+    finally:
+        con.close()
 
 
 # -- the job -----------------------------------------------------------------------------------
