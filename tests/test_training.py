@@ -202,15 +202,15 @@ def test_best_model_registered_with_checked_onnx_export(
     assert (loaded.predict(X) == native.predict(X)).all()
 
 
-def test_custom_code_model_registers_and_loads(admin: Client, proj: dict, tmp_path: Path) -> None:
+def _custom_model_dir(df: pd.DataFrame, folder: Path) -> Any:
+    """A model fitted in the user's own code, saved in the platform's model-folder format."""
     from sklearn.linear_model import LogisticRegression
 
     from mlteam.core.modelfiles import dump_sklearn
 
-    slug, df = proj["slug"], proj["df"]
     model = LogisticRegression().fit(df[["x1", "x2"]], df["y"])
-    run = admin.create_run(slug, "custom", name="my notebook model")
-    dump_sklearn(model, str(tmp_path / "model.skops"))
+    folder.mkdir(parents=True, exist_ok=True)
+    dump_sklearn(model, str(folder / "model.skops"))
     meta = {
         "format": "sklearn-skops",
         "signature": {
@@ -222,13 +222,49 @@ def test_custom_code_model_registers_and_loads(admin: Client, proj: dict, tmp_pa
         "candidate": "custom",
         "kind": "model",
     }
-    (tmp_path / "mlteam-model.json").write_text(json.dumps(meta))
-    admin.log_artifact(run["id"], tmp_path / "model.skops", "model/model.skops")
-    admin.log_artifact(run["id"], tmp_path / "mlteam-model.json", "model/mlteam-model.json")
+    (folder / "mlteam-model.json").write_text(json.dumps(meta))
+    return model
+
+
+def test_custom_code_model_registers_and_loads(
+    admin: Client, proj: dict, tmp_path: Path, settings
+) -> None:
+    slug, df = proj["slug"], proj["df"]
+    model = _custom_model_dir(df, tmp_path / "model")
+    run = admin.create_run(slug, "custom", name="my notebook model")
+    for name in ("model.skops", "mlteam-model.json"):
+        admin.log_artifact(run["id"], tmp_path / "model" / name, f"model/{name}")
     admin.finish_run(run["id"])
     mv = admin.register(slug, "custom-clf", run["id"])
     assert mv["version"] == 1 and mv["format"] == "sklearn-skops"
-    got = load_sklearn(admin.artifact(run["id"], "model/model.skops"))
+    got = load_model(ArtifactStore(settings.artifact_root), f"runs/{run['id']}/artifacts/model")
+    assert (got.predict(df[["x1", "x2"]]) == model.predict(df[["x1", "x2"]])).all()
+
+
+def test_custom_code_logged_with_the_mlflow_client_registers(
+    live_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mlflow = pytest.importorskip("mlflow")
+    token = live_server.cli("users", "create", f"{uid('mlf')}@example.com", "--admin")
+    token = token.stdout.split()[-1]
+    c = Client(live_server.url, token)
+    slug = uid("mlfcustom")
+    c.create_project(slug)
+    df = _frame(120)
+    model = _custom_model_dir(df, tmp_path / "model")
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"{live_server.url}/mlflow/{slug}")
+    try:
+        mlflow.set_experiment("custom")
+        with mlflow.start_run() as run:
+            mlflow.log_param("C", 1.0)
+            mlflow.log_artifacts(str(tmp_path / "model"), artifact_path="model")
+    finally:
+        mlflow.set_tracking_uri(before)
+    mv = c.register(slug, "mlflow-custom", run.info.run_id)
+    assert mv["format"] == "sklearn-skops" and mv["run_id"] == run.info.run_id
+    got = load_sklearn(c.artifact(run.info.run_id, "model/model.skops"))
     assert (got.predict(df[["x1", "x2"]]) == model.predict(df[["x1", "x2"]])).all()
 
 
