@@ -386,6 +386,9 @@ def test_data_problems_fail_the_job_cleanly(admin: Client, proj: dict, tmp_path:
     for dataset, target, says in cases:
         name = uid("never")
         submitted.append((admin.train(slug, dataset, target, register_as=name), name, says))
+    name = uid("never")
+    job = admin.train(slug, "bin", "colour", task="regression", register_as=name)
+    submitted.append((job, name, "numeric target"))
     for job, name, says in submitted:
         with pytest.raises(MlteamError, match="failed"):
             admin.wait(job["id"], timeout=120, poll=0.2)

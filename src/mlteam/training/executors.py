@@ -10,6 +10,7 @@ Ray is imported only when the ray executor is used (it is an optional extra).
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import socket
@@ -28,8 +29,15 @@ _FRAME: pd.DataFrame | None = None
 
 
 def _set_frame(frame: pd.DataFrame) -> None:
+    """Pool worker start: keep the rows; die with the parent (the forkserver, which itself
+    ends when the job process does), so a killed job leaves no trial processes behind."""
     global _FRAME
     _FRAME = frame
+    with contextlib.suppress(Exception):
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def run_trial(payload: dict[str, Any], frame: pd.DataFrame | None = None) -> dict[str, Any]:

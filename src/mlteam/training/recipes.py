@@ -83,6 +83,23 @@ def check_training_frame(df: pd.DataFrame, target: str, features: list[str]) -> 
         )
 
 
+def check_task(y: pd.Series, target: str, task: str) -> None:
+    """A regression needs a numeric target; a classification a manageable number of classes."""
+    if task == "regression" and (
+        not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y)
+    ):
+        raise InvalidInput(
+            f"task 'regression' needs a numeric target; {target!r} holds {y.dtype} values",
+            {"field": "task"},
+        )
+    if task == "classification" and y.nunique() > MAX_CLASSES * 4:
+        raise InvalidInput(
+            f"target {target!r} has {y.nunique()} distinct values: too many classes for a "
+            f"classification (at most {MAX_CLASSES * 4}); did you mean task 'regression'?",
+            {"field": "task"},
+        )
+
+
 def check_parts(
     train: pd.DataFrame,
     validation: pd.DataFrame,

@@ -387,6 +387,7 @@ def run_training_job(ctx: jobs.JobContext) -> dict[str, Any]:
     recipes.check_training_frame(df, target, features)
     y = df[target].dropna()
     task = recipes.infer_task(y) if p["task"] == "auto" else p["task"]
+    recipes.check_task(y, target, task)
     train, validation, test, how = _parts(table, df, version_split, p, task)
     recipes.check_parts(train, validation, test, target, task, cv if tune_on else 2)
     sig = recipes.signature(df[df[target].notna()], features, target, task)
