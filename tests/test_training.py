@@ -448,7 +448,7 @@ def test_float32_export_that_misses_the_tolerance_is_not_kept() -> None:
     df["t"] = 1e6 + 1e4 * df["a"] + rng.normal(size=200)  # large values: float32 rounds
     train, validation, _ = recipes.split_frame(df, "t", "regression", 0.2, 0)
     params = recipes.default_params("lightgbm", "regression")
-    model = recipes.pipeline("lightgbm", "regression", train, ["a", "b"], params, 0)
+    model = recipes.pipeline("lightgbm", "regression", train, ["a", "b"], params, 0, n_jobs=1)
     model.fit(train[["a", "b"]], train["t"])
     graph, meta = export.export(model, "lightgbm", "regression", validation, ["a", "b"])
     assert graph is None and meta["onnx"] is None

@@ -638,7 +638,9 @@ def _train_candidates(
         if family == "baseline" and rule:
             model: Any = RuleModel(rule, features, task, classes)
         else:
-            model = recipes.pipeline(family, task, train, features, params, seed)
+            model = recipes.pipeline(
+                family, task, train, features, params, seed, n_jobs=_fit_threads(ctx)
+            )
             model.fit(train[features], train[target])
         try:
             metrics = recipes.evaluate(task, model, validation[features], validation[target])
@@ -723,6 +725,13 @@ def _finish_candidates(
         r["onnx"] = meta.get("onnx") is not None
         r["onnx_note"] = meta.get("onnx_note")
         rec.finish_candidate(r["run_id"], model, meta, graph, metrics)
+
+
+def _fit_threads(ctx: jobs.JobContext) -> int:
+    """Threads for a final fit: this machine's cores shared among the jobs it runs at once.
+    (LightGBM's OpenMP threads spin when the machine is oversubscribed: a fit that takes a
+    second alone can take ten beside another job using every core.)"""
+    return max(1, (os.cpu_count() or 1) // max(1, int(ctx.settings.workers)))
 
 
 def _param(v: Any) -> str:
