@@ -15,14 +15,20 @@ JSON line says which runtime served (`runtime`).
 Two mlteam servers share one home (database and artifacts): one with the prediction log on
 (the default, the figures that count) and one with `MLTEAM_PREDICTION_LOG=false`, the same
 deployment driven the same way: `logging_cost` = 1 - (req/s with the log) / (req/s without),
-single-row requests at concurrency 8.
+single-row requests at concurrency 8 (`logging_cost_rows1000`: the same for 1,000-row requests).
 
 All servers are driven by the same load generator (`drive`: threads, one keep-alive httpx
 client each, in this process: it shares the two CPUs with the server) with the same MLflow
 scoring body (`dataframe_split`) to each server's `/invocations`; only the URL and the token
 differ. Measured per server and model: requests/s and p50/p99 latency of single-row requests at
 concurrency 1 and 8, and rows/s of 1,000-row requests at concurrency 1; plus the in-process
-limit (`model.predict` on a DataFrame of 1 and 1,000 rows, and the ONNX session's run).
+limit (`model.predict` on a DataFrame of 1 and 1,000 rows, and the ONNX session's run), timed
+once every server is up and idle. `batch_vs_inprocess` is mlteam's 1,000-row rows/s over the
+native limit (the issue's figure), `batch_vs_onnx_inprocess` over the ONNX session's.
+
+The full run makes 3 rounds of every measurement, the servers taking turns (reversed every
+other round) so a shared machine's changing load falls on all of them alike; each figure is
+the round with the median req/s, and every round's req/s is kept (`rps_rounds`).
 
 Progress goes to stderr; one JSON line to stdout: the headline keys (`c8_rps_ratio`,
 `c8_p99_ms`, `logging_cost`, `batch_vs_inprocess`) are the GradientBoosting model's, the same
