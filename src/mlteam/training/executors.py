@@ -105,6 +105,12 @@ class LocalExecutor:
             max_workers=workers, mp_context=mp, initializer=_set_frame, initargs=(frame,)
         )
 
+    def warm(self) -> None:
+        """Start every worker now (forkserver, imports, the rows) rather than at the first
+        trial; bench/training.py times this apart from the trials."""
+        for f in [self.pool.submit(os.getpid) for _ in range(self.workers)]:
+            f.result()
+
     def run(self, payloads: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         futures = [self.pool.submit(run_trial, p) for p in payloads]
         return [{**f.result(), "executor": "local"} for f in futures]
