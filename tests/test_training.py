@@ -486,3 +486,33 @@ def test_cli_train_with_tuning_and_a_rule_baseline(live_server, tmp_path: Path) 
         "train", slug, "bin", "--target", "y", "--executor", "spark", token=token, check=False
     )
     assert bad.returncode != 0 and "executor" in (bad.stdout + bad.stderr)
+
+
+def test_pruning_is_deterministic() -> None:
+    """Trials worse than the median of finished trials at a fold stop early; reruns prune the
+    same trials at the same folds."""
+    from mlteam.training import executors, tuning
+
+    df = _frame(150)
+    feats = ["x1", "x2", "x3", "colour"]
+
+    def run() -> list[tuple]:
+        ex = executors.make("local", df, 1)
+        out = tuning.tune(
+            "random_forest",
+            "classification",
+            df,
+            feats,
+            "y",
+            executor=ex,
+            trials=8,
+            minutes=None,
+            cv=3,
+            seed=1,
+        )
+        return [(t["params"], t["pruned"], t["values"]) for t in out["trials"]]
+
+    first = run()
+    assert any(pruned for _, pruned, _ in first)
+    assert all(len(v) < 3 for _, pruned, v in first if pruned)
+    assert run() == first
