@@ -840,27 +840,27 @@ def _experiments(ctx: Ctx) -> list[str]:
 
 @pytest.fixture(scope="module")
 def constant_target(ctx: Ctx) -> dict[str, Any]:
-    """A training job on a constant target, and what the project held before it."""
+    """Training on a constant target, refused at submission, and what the project held before."""
     a, slug = ctx.admin, ctx.slug
     before = {
         "runs": sorted(r["id"] for r in a.runs(slug)),
         "models": [m["name"] for m in a.models(slug)],
         "experiments": _experiments(ctx),
+        "jobs": len(a.jobs(slug)),
     }
-    job = a.train(slug, "flat", "y", register_as="flat-model", experiment="flat-experiment")
-    with pytest.raises(MlteamError, match="failed"):
-        a.wait(job["id"], timeout=120, poll=0.2)
-    return {"before": before, "job": a.job(job["id"])}
+    with pytest.raises(InvalidInput) as err:
+        a.train(slug, "flat", "y", register_as="flat-model", experiment="flat-experiment")
+    return {"before": before, "error": err.value}
 
 
-def test_constant_target_fails_the_job_and_registers_nothing(
+def test_constant_target_is_refused_and_registers_nothing(
     ctx: Ctx, constant_target: dict[str, Any]
 ) -> None:
     a, slug = ctx.admin, ctx.slug
-    job, before = constant_target["job"], constant_target["before"]
-    assert job["state"] == "failed"
-    assert "'y'" in job["error"] and "constant" in job["error"]
-    assert "Traceback" not in job["error"]
+    err, before = constant_target["error"], constant_target["before"]
+    assert err.details["field"] == "target"
+    assert "'y'" in err.message and "constant" in err.message
+    assert len(a.jobs(slug)) == before["jobs"]  # no job was queued
     assert sorted(r["id"] for r in a.runs(slug)) == before["runs"]
     assert [m["name"] for m in a.models(slug)] == before["models"]
     with pytest.raises(NotFound):

@@ -109,8 +109,10 @@ def test_demo_runs_the_loop(server_factory, tmp_path) -> None:
     )
     assert res.returncode == 0, res.stdout + res.stderr
     for text in (
-        "8/8",
+        "9/9",
         "beats the baseline",
+        "min_roc_auc",  # the QA gates, evaluated
+        "/evaluations/1/report.html",
         "recorded 100 labels",
         "phase: iteration",
         f"http://127.0.0.1:{port}",

@@ -14,7 +14,7 @@ import pytest
 
 from mlteam import Client
 from mlteam.core.artifacts import ArtifactStore
-from mlteam.core.errors import InvalidInput, MlteamError, NotFound
+from mlteam.core.errors import InvalidInput, NotFound
 from mlteam.core.modelfiles import RuleModel, load_model, load_sklearn
 from tests.conftest import uid
 
@@ -371,32 +371,29 @@ def test_bad_request_is_refused_at_submission(
     assert len(admin.jobs(slug)) == before
 
 
-def test_data_problems_fail_the_job_cleanly(admin: Client, proj: dict, tmp_path: Path) -> None:
-    """A feature of nulls, too few rows for the split, a constant target: failed jobs that say
-    why, and no model version. (Submitted together: they run side by side.)"""
+def test_data_no_model_can_learn_from_is_refused_at_submission(
+    admin: Client, proj: dict, tmp_path: Path
+) -> None:
+    """A feature of nulls, too few rows for the split, a constant target, a regression on text:
+    a 4xx that names the problem, and no job, run or model version."""
     slug = proj["slug"]
     proj["df"].assign(flat=1).to_csv(tmp_path / "flat.csv", index=False)
     admin.upload(slug, "flat", tmp_path / "flat.csv")
     cases = [
-        ("nulls", "y", "only nulls"),
-        ("few", "y", "too few rows"),
-        ("flat", "flat", "constant"),
+        ("nulls", "y", {}, "features", "only nulls"),
+        ("few", "y", {}, "rows", "too few rows"),
+        ("flat", "flat", {}, "target", "constant"),
+        ("bin", "colour", {"task": "regression"}, "task", "numeric target"),
     ]
-    submitted = []
-    for dataset, target, says in cases:
+    jobs_before, runs_before = len(admin.jobs(slug)), len(admin.runs(slug))
+    for dataset, target, options, field, says in cases:
         name = uid("never")
-        submitted.append((admin.train(slug, dataset, target, register_as=name), name, says))
-    name = uid("never")
-    job = admin.train(slug, "bin", "colour", task="regression", register_as=name)
-    submitted.append((job, name, "numeric target"))
-    for job, name, says in submitted:
-        with pytest.raises(MlteamError, match="failed"):
-            admin.wait(job["id"], timeout=120, poll=0.2)
-        failed = admin.job(job["id"])
-        assert failed["state"] == "failed" and says in failed["error"], failed["error"]
-        assert "Traceback" not in failed["error"]
+        with pytest.raises(InvalidInput) as err:
+            admin.train(slug, dataset, target, register_as=name, **options)
+        assert err.value.details["field"] == field and says in err.value.message, err.value
         with pytest.raises(NotFound):
             admin.model_versions(slug, name)
+    assert len(admin.jobs(slug)) == jobs_before and len(admin.runs(slug)) == runs_before
 
 
 def test_recorded_version_split_is_used(admin: Client, proj: dict, tmp_path: Path) -> None:

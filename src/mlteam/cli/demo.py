@@ -65,7 +65,7 @@ def _start_server(s: Settings, host: str, port: int):
 
 
 def step(n: int, text: str) -> None:
-    out.print(f"\n[bold cyan]{n}/8[/] [bold]{text}[/]")
+    out.print(f"\n[bold cyan]{n}/9[/] [bold]{text}[/]")
 
 
 def run_loop(c: Client, home: Settings) -> dict:
@@ -104,7 +104,7 @@ def run_loop(c: Client, home: Settings) -> dict:
         f"sha256 {v['content_hash'][:12]}{'' if v['created'] else ' (same content as before)'}"
     )
 
-    step(3, "data scientist: train a non-ML baseline and a model, as a background job")
+    step(3, "data scientist: a non-ML baseline and three candidate models, as a background job")
     job = c.train(PROJECT, "biopsies", "target", register_as=MODEL)
     job = follow(c, job["id"])
     result = job["result"]
@@ -114,34 +114,59 @@ def run_loop(c: Client, home: Settings) -> dict:
     )
     out.print(f"  {result['verdict']}")
 
-    step(4, "registry: the better model is a version, with its run and data as lineage")
+    step(4, "QA: gates, and an evaluation against the baseline and the business value")
+    gates = [
+        {"type": "metric", "metric": "roc_auc", "min": 0.9},
+        {"type": "beats_baseline", "metric": "accuracy", "margin": 0.05},
+        {"type": "no_leakage"},
+    ]
+    try:
+        c.create_gate_set(PROJECT, "release", gates, "what may go to production")
+    except Conflict:
+        c.update_gate_set(PROJECT, "release", gates)
+    c.require_gate_set(PROJECT, "release")
+    version = result["model_version"]["version"]
+    evaluation = follow(c, c.evaluate(PROJECT, MODEL, version, bootstrap=100)["id"])["result"]
+    table(
+        [
+            {"gate": g["name"], "passed": g["passed"], "value": g.get("value")}
+            for g in evaluation["gates"]
+        ],
+        ["gate", "passed", "value"],
+    )
+    out.print(f"  {evaluation['summary']['statement']}")
+    out.print(
+        f"  report: /api/v1/projects/{PROJECT}/evaluations/{evaluation['evaluation']}/report.html"
+    )
+
+    step(5, "registry: the better model is a version, with its run and data as lineage")
     mv = c.model_version(PROJECT, MODEL, result["model_version"]["version"])
     out.print(
         f"  {MODEL} v{mv['version']} ← run {mv['run_id'][:8]} ← "
         f"{mv['lineage']['dataset_versions'][0]['dataset']} v{mv['lineage']['dataset_versions'][0]['n']}"
     )
 
-    step(5, "devops: deploy it behind a named endpoint")
+    step(6, "devops: deploy it behind a named endpoint")
     d = c.deploy(PROJECT, DEPLOYMENT, MODEL, mv["version"])
     out.print(
         f"  deployment {d['name']} revision {d['revision']}: POST /api/v1/deployments/{d['name']}/predict"
     )
 
-    step(6, "production: 100 predictions, each with an id")
+    step(7, "production: 100 predictions, each with an id")
     sample = frame.sample(100, random_state=int(time.time()) % 1000)
     records = sample.drop(columns="target").to_dict(orient="records")
     answer = c.predict(DEPLOYMENT, records)
     first = answer["predictions"][0]
     out.print(f"  e.g. prediction {first['id'][:8]}… → {first['output']}")
 
-    step(7, "feedback: ground truth for those predictions")
+    step(8, "feedback: ground truth for those predictions")
     items = [
         {"prediction_id": p["id"], "truth": int(t)}
         for p, t in zip(answer["predictions"], sample["target"], strict=True)
     ]
     out.print(f"  recorded {c.feedback(DEPLOYMENT, items)} labels")
 
-    step(8, "monitoring: drift of live inputs vs training data, accuracy on feedback")
+    step(9, "monitoring: drift of live inputs vs training data, accuracy on feedback")
     rep = c.report(DEPLOYMENT)
     latest = rep["versions"][-1]
     out.print(

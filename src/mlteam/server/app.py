@@ -166,7 +166,11 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     )
     app.state.platform = platform
     install_error_handlers(app)
+    # Open Inference Protocol v2 at the root, as KServe and Triton clients expect. Routes
+    # match in order: the inference routes come first, so a prediction does not walk the rest.
+    app.include_router(oip_router)
     for router in (
+        serving_router,
         core_router,
         projects_router,
         data_router,
@@ -175,12 +179,9 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         training_router,
         registry_router,
         evaluation_router,
-        serving_router,
         monitoring_router,
     ):
         app.include_router(router, prefix="/api/v1")
-    # Open Inference Protocol v2 at the root, as KServe and Triton clients expect
-    app.include_router(oip_router)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

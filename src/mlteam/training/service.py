@@ -130,6 +130,13 @@ def start_training(
         raise InvalidInput("features are listed more than once", {"field": "features"})
     if task not in TASKS:
         raise InvalidInput(f"task must be one of {TASKS}", {"field": "task"})
+    target_type = next(str(c["type"]) for c in dv.schema if c["name"] == target)
+    numeric = ("int", "uint", "float", "double", "halffloat", "decimal")
+    if task == "regression" and not target_type.startswith(numeric):
+        raise InvalidInput(
+            f"task 'regression' needs a numeric target; {target!r} holds {target_type} values",
+            {"field": "task"},
+        )
     if not 0.05 <= test_fraction <= 0.5:
         raise InvalidInput("test_fraction must be between 0.05 and 0.5", {"field": "test_fraction"})
     if register_as is not None:
@@ -156,6 +163,8 @@ def start_training(
             )
     elif ray_address:
         raise InvalidInput("ray_address applies to executor 'ray'", {"field": "ray_address"})
+    if store is not None:
+        _check_data(store, dv, dataset, target, features, test_fraction, cv)
     if baseline_rule is not None:
         _check_rule(store, dv, dataset, baseline_rule, features)
     return jobs.submit(
@@ -185,6 +194,61 @@ def start_training(
             "ray_address": ray_address,
         },
     )
+
+
+def _check_data(
+    store: ArtifactStore,
+    dv: Any,
+    dv_name: str,
+    target: str,
+    features: list[str],
+    test_fraction: float,
+    cv: int,
+) -> None:
+    """What the data must hold for any model to learn, checked in one DuckDB pass before a job
+    is queued: a target with two values or more, no feature without a value, enough rows for
+    the split. (The job checks again on the rows it actually splits.)"""
+    import math
+
+    import duckdb
+
+    from mlteam.data.profile import q
+    from mlteam.data.scan import arrow_dataset
+
+    what = f"{dv_name} v{dv.n}"
+    counts = ", ".join(f"count({q(f)})" for f in features)
+    con = duckdb.connect(config={"enable_external_access": False})
+    try:
+        con.register("v", arrow_dataset(store, dv))
+        row = con.execute(
+            f"SELECT count({q(target)}), count(DISTINCT {q(target)}), {counts} FROM v"
+        ).fetchone()
+    finally:
+        con.close()
+    labelled, distinct, filled = row[0], row[1], dict(zip(features, row[2:], strict=True))
+    if labelled == 0:
+        raise InvalidInput(f"target column {target!r} of {what} is empty", {"field": "target"})
+    if distinct < 2:
+        raise InvalidInput(
+            f"target column {target!r} of {what} is constant: there is nothing to predict",
+            {"field": "target"},
+        )
+    empty = [f for f, n in filled.items() if n == 0]
+    if empty:
+        raise InvalidInput(
+            f"feature columns of {what} with only nulls: {empty}", {"field": "features"}
+        )
+    if dv.split is None:  # the job's seeded split: test and validation each test_fraction
+        held_out = math.ceil(labelled * test_fraction)
+        train = labelled - 2 * held_out
+        need = max(recipes.MIN_TRAIN, 2 * cv)
+        if train < need or held_out < 2:
+            raise InvalidInput(
+                f"too few rows for the split: {labelled} labelled rows give train={max(train, 0)}, "
+                f"validation={held_out}, test={held_out} (need train >= {need}, "
+                "validation >= 2, test >= 2)",
+                {"field": "rows"},
+            )
 
 
 def _check_rule(
