@@ -17,7 +17,8 @@ bare metric calls, and tuning wall time with 1 vs 2 local workers. One JSON line
     seeded random draws, identical whatever the batch size; pruning off so both do all folds),
     with 1 worker (in-process) vs a 2-process local pool; ratio of wall times including the
     pool's start (forkserver, imports, rows sent once), and without it
-    (`trials_only_speedup_2_workers`). Target: near 2 on a 2-core machine that is otherwise idle.
+    (`trials_only_speedup_2_workers`); 10 trials (4 with --quick), the longest started first.
+    Target: near 2 on a 2-core machine that is otherwise idle.
 """
 
 from __future__ import annotations
@@ -194,7 +195,9 @@ def main() -> None:
     result.update(bench_recipe(frame, repeats=3 if args.quick else 5, threads=args.threads))
     result.update(bench_evaluation(frame.sample(min(rows, 50_000), random_state=SEED)))
     tune_rows = 10_000 if args.quick else 40_000
-    result.update(bench_tuning(frame.head(tune_rows).reset_index(drop=True), trials=4))
+    # 10 trials: TPE's 5 seeded random start-up trials, then 5 proposed from them
+    trials = 4 if args.quick else 10
+    result.update(bench_tuning(frame.head(tune_rows).reset_index(drop=True), trials=trials))
     result["cpus"] = os.cpu_count()
     with contextlib.suppress(OSError):
         result["load_avg_1m"] = round(os.getloadavg()[0], 2)

@@ -242,6 +242,13 @@ def test_promotion_refused_until_a_passing_evaluation(world: World) -> None:
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
     with pytest.raises(Forbidden):
         w.labeler.evaluation(w.slug, ev["number"])
+    # linked from the version and its model card
+    (linked,) = w.ds.model_version(w.slug, "clf", 1)["evaluations"]
+    assert linked["number"] == ev["number"] and linked["report_html"] == ev["report_html"]
+    assert linked["passed"] is False and "min_accuracy" in linked["failed_gates"]
+    card = w.ds.model_card(w.slug, "clf", 1, format="markdown")
+    assert f"Evaluation {ev['number']} (gate set strict v2 failed:" in card
+    assert ev["report_html"] in card
 
     # QA switches the requirement to the release gates: a passing evaluation opens the door
     w.qa.require_gate_set(w.slug, "release")

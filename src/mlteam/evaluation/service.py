@@ -645,6 +645,39 @@ def describe(session: Session, ev: Evaluation, slug: str) -> dict[str, Any]:
     }
 
 
+def of_version(session: Session, mv: Any) -> list[dict[str, Any]]:
+    """The evaluations of a model version in brief, newest first, with links to their reports:
+    what the registry shows on the version and its model card (the caller checked access)."""
+    slug = projects.by_id(session, mv.project_id).slug
+    rows = session.scalars(
+        select(Evaluation)
+        .where(Evaluation.model_version_id == mv.id)
+        .order_by(Evaluation.number.desc())
+    )
+    out = []
+    for ev in rows:
+        summary = ev.summary or {}
+        primary = summary.get("primary_metric")
+        reports = f"/api/v1/projects/{slug}/evaluations/{ev.number}"
+        out.append(
+            {
+                "number": ev.number,
+                "gate_set": ev.gate_set,
+                "gate_set_version": ev.gate_set_version,
+                "passed": ev.passed,
+                "failed_gates": [g["name"] for g in ev.gates or [] if not g.get("passed")],
+                "primary_metric": primary,
+                "value": (summary.get("metrics") or {}).get(primary),
+                "ship": summary.get("ship"),
+                "statement": summary.get("statement"),
+                "report_html": f"{reports}/report.html",
+                "report_json": f"{reports}/report.json",
+                "created_at": ev.created_at,
+            }
+        )
+    return out
+
+
 # -- the promotion rule -------------------------------------------------------------------------
 
 

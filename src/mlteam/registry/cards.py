@@ -107,9 +107,24 @@ def generated_facts(session: Session, actor: User, mv: ModelVersion) -> dict[str
         "aliases": aliases,
         "stage": registry.stage_of(session, mv, aliases),
         "tags": registry.version_tags(session, mv),
-        # Filled in once evaluation reports exist (evaluation capability).
-        "evaluation": None,
+        "evaluation": next(iter(registry.evaluations_of(session, mv)), None),  # the latest
     }
+
+
+def _evaluation_lines(ev: dict[str, Any] | None) -> list[str]:
+    if not ev:
+        return ["_No evaluation report yet._", ""]
+    gates = "no gate set"
+    if ev["gate_set"]:
+        verdict = "passed" if ev["passed"] else "failed: " + ", ".join(ev["failed_gates"])
+        gates = f"gate set {ev['gate_set']} v{ev['gate_set_version']} {verdict}"
+    value = "" if ev["value"] is None else f", {ev['primary_metric']} {ev['value']:.4f}"
+    return [
+        f"Evaluation {ev['number']} ({gates}{value}). {ev['statement'] or ''}",
+        "",
+        f"Report: [{ev['report_html']}]({ev['report_html']})",
+        "",
+    ]
 
 
 def _revision(session: Session, mv: ModelVersion, n: int | None) -> ModelCardRevision | None:
@@ -323,7 +338,7 @@ def render_markdown(card: dict[str, Any]) -> str:
             [(o.get("name"), o.get("type"), o.get("classes", "")) for o in sig["outputs"]],
         )
     out += ["## Evaluation", ""]
-    out += [str(g["evaluation"]) if g["evaluation"] else "_No evaluation report yet._", ""]
+    out += _evaluation_lines(g["evaluation"])
     for field in ("limitations", "ethical_considerations", "caveats", "notes"):
         out += _written(card, field)
     if g["tags"]:

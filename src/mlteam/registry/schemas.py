@@ -64,6 +64,11 @@ class VersionOut(BaseModel):
     aliases: list[str]
     stage: str
     tags: dict[str, str]
+    evaluations: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="evaluations of this version, newest first: gates passed, the ship "
+        "statement, links to the JSON and HTML reports",
+    )
     created_at: datetime
 
 

@@ -671,8 +671,16 @@ def describe(session: Session, mv: ModelVersion) -> dict[str, Any]:
         "aliases": aliases,
         "stage": stage_of(session, mv, aliases),
         "tags": version_tags(session, mv),
+        "evaluations": evaluations_of(session, mv),
         "created_at": mv.created_at,
     }
+
+
+def evaluations_of(session: Session, mv: ModelVersion) -> list[dict[str, Any]]:
+    """The version's evaluations in brief, newest first, linking their reports."""
+    from mlteam.evaluation import service as evaluation  # it builds on the registry
+
+    return evaluation.of_version(session, mv)
 
 
 def describe_model(session: Session, model: RegisteredModel) -> dict[str, Any]:

@@ -1,7 +1,10 @@
 """Hyperparameter tuning with Optuna under a budget of trials and/or minutes.
 
-Deterministic by design: a TPE sampler seeded by the request; trials are asked in batches of
-`workers`, run on the executor, and told back in trial-number order, so the study's history
+Deterministic by design: a TPE sampler seeded by the request; trials are asked in batches
+(under a trial budget the first holds all of TPE's random start-up trials, which depend on no
+result, then two per worker, the longest started first, so the pool stays busy while trials of
+unequal length finish; under a minutes budget one per worker), run on the executor, and told
+back in trial-number order, so the study's history
 (and so every next proposal) is the same on every rerun, whichever worker finishes first.
 Pruning is Optuna's median rule applied per cross-validation fold, with the medians fixed
 when a batch is asked (from trials already told), so it does not depend on timing either.
@@ -21,6 +24,7 @@ import pandas as pd
 from mlteam.training import recipes
 
 STARTUP_TRIALS = 3  # completed trials before the median rule prunes anything
+TPE_STARTUP = 5  # TPE's first trials are seeded random draws that depend on no result
 
 
 def _thresholds(study: Any, cv: int) -> list[float | None]:
@@ -35,6 +39,15 @@ def _thresholds(study: Any, cv: int) -> list[float | None]:
         vals = [t.intermediate_values[step] for t in done if step in t.intermediate_values]
         out.append(float(np.median(vals)) if vals else None)
     return out
+
+
+def _cost(family: str, params: dict[str, Any]) -> float:
+    """A rough guess of a trial's length, only to start the longest trials first."""
+    if family == "lightgbm":
+        return params["n_estimators"] * params["num_leaves"] * params["colsample_bytree"]
+    if family == "random_forest":
+        return params["n_estimators"] * params["max_depth"] * params["max_features"]
+    return 1.0
 
 
 def tune(
@@ -63,7 +76,11 @@ def tune(
     _, higher = recipes.PRIMARY[task]
     study = optuna.create_study(
         direction="maximize" if higher else "minimize",
-        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=5),
+        # constant_liar: trials asked together are told apart (a running trial counts as a
+        # poor result), so a batch explores instead of proposing the same point twice
+        sampler=optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=TPE_STARTUP, constant_liar=True
+        ),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=STARTUP_TRIALS),
     )
     start = time.monotonic()
@@ -73,7 +90,11 @@ def tune(
             break
         if minutes is not None and time.monotonic() - start >= minutes * 60:
             break
-        batch = executor.workers if trials is None else min(executor.workers, trials - len(records))
+        if trials is None:  # a minutes budget, checked between batches: keep them short
+            batch = executor.workers
+        else:  # all of TPE's start-up trials at once, then two per worker (balanced better)
+            size = 2 * executor.workers if records else max(executor.workers, TPE_STARTUP)
+            batch = min(size, trials - len(records))
         asked = [study.ask() for _ in range(batch)]
         params = [recipes.suggest(family, task, t) for t in asked]
         limits = _thresholds(study, cv) if prune else [None] * cv
@@ -91,7 +112,13 @@ def tune(
             }
             for p in params
         ]
-        results = executor.run(payloads)
+        # Longest first (told back in trial order all the same): a pool that starts the long
+        # trials last sits half idle at the end of a batch.
+        order = sorted(range(len(payloads)), key=lambda i: -_cost(family, params[i]))
+        ran = executor.run([payloads[i] for i in order])
+        results: list[dict[str, Any]] = [{}] * len(payloads)
+        for i, r in zip(order, ran, strict=True):
+            results[i] = r
         for trial, p, r in zip(asked, params, results, strict=True):
             for step, v in enumerate(r["values"]):
                 trial.report(v, step)
