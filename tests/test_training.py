@@ -502,7 +502,7 @@ def test_pruning_is_deterministic() -> None:
             feats,
             "y",
             executor=ex,
-            trials=8,
+            trials=12,
             minutes=None,
             cv=3,
             seed=1,

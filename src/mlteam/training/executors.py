@@ -86,6 +86,12 @@ class InlineExecutor:
     def run(self, payloads: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{**run_trial(p, self.frame), "executor": "local"} for p in payloads]
 
+    def submit(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return payload  # run when its result is asked for: one worker, nothing to overlap
+
+    def result(self, handle: dict[str, Any]) -> dict[str, Any]:
+        return {**run_trial(handle, self.frame), "executor": "local"}
+
     def close(self) -> None:
         pass
 
@@ -114,6 +120,12 @@ class LocalExecutor:
     def run(self, payloads: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         futures = [self.pool.submit(run_trial, p) for p in payloads]
         return [{**f.result(), "executor": "local"} for f in futures]
+
+    def submit(self, payload: dict[str, Any]) -> Any:
+        return self.pool.submit(run_trial, payload)
+
+    def result(self, handle: Any) -> dict[str, Any]:
+        return {**handle.result(), "executor": "local"}
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -149,6 +161,12 @@ class RayExecutor:
     def run(self, payloads: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         refs = [self.task.remote(p, self.frame_ref) for p in payloads]
         return [{**r, "executor": "ray"} for r in self.ray.get(refs)]
+
+    def submit(self, payload: dict[str, Any]) -> Any:
+        return self.task.remote(payload, self.frame_ref)
+
+    def result(self, handle: Any) -> dict[str, Any]:
+        return {**self.ray.get(handle), "executor": "ray"}
 
     def close(self) -> None:
         if self.connected_here:

@@ -1,20 +1,18 @@
 """Hyperparameter tuning with Optuna under a budget of trials and/or minutes.
 
-Deterministic by design: a TPE sampler seeded by the request; trials are asked in batches
-(under a trial budget the first holds all of TPE's random start-up trials, which depend on no
-result, then two per worker, the longest started first, so the pool stays busy while trials of
-unequal length finish; under a minutes budget one per worker), run on the executor, and told
-back in trial-number order, so the study's history
-(and so every next proposal) is the same on every rerun, whichever worker finishes first.
-Pruning is Optuna's median rule applied per cross-validation fold, with the medians fixed
-when a batch is asked (from trials already told), so it does not depend on timing either.
-A `minutes` budget is checked between batches; it is the one input that depends on the
+Deterministic by design: a TPE sampler seeded by the request; trials run on the executor
+with a window of them in flight and are told back in trial-number order, so the study's history
+at each ask (and so every next proposal) is the same on every rerun, whichever worker finishes
+first. Pruning is Optuna's median rule applied per cross-validation fold, with the medians fixed
+when a trial is asked (from trials already told), so it does not depend on timing either.
+A `minutes` budget is checked before each ask; it is the one input that depends on the
 machine's speed (a slower machine runs fewer trials).
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +22,8 @@ import pandas as pd
 from mlteam.training import recipes
 
 STARTUP_TRIALS = 3  # completed trials before the median rule prunes anything
-TPE_STARTUP = 5  # TPE's first trials are seeded random draws that depend on no result
+TPE_STARTUP = 5  # TPE's first trials are seeded random draws
+WINDOW = 4  # fewest trials in flight (see `tune`)
 
 
 def _thresholds(study: Any, cv: int) -> list[float | None]:
@@ -39,15 +38,6 @@ def _thresholds(study: Any, cv: int) -> list[float | None]:
         vals = [t.intermediate_values[step] for t in done if step in t.intermediate_values]
         out.append(float(np.median(vals)) if vals else None)
     return out
-
-
-def _cost(family: str, params: dict[str, Any]) -> float:
-    """A rough guess of a trial's length, only to start the longest trials first."""
-    if family == "lightgbm":
-        return params["n_estimators"] * params["num_leaves"] * params["colsample_bytree"]
-    if family == "random_forest":
-        return params["n_estimators"] * params["max_depth"] * params["max_features"]
-    return 1.0
 
 
 def tune(
@@ -85,63 +75,59 @@ def tune(
     )
     start = time.monotonic()
     records: list[dict[str, Any]] = []
+    # A window of trials in flight, retired in trial order: trial k is asked once trials
+    # 0..k-window are told, whoever finished first, so what the sampler and the pruner know
+    # at each ask is the same on every rerun; the trials in between count as running
+    # (constant_liar). Twice as many in flight as workers keeps the pool busy while trials of
+    # unequal length finish; at least WINDOW, so one worker and two propose the same trials.
+    window = max(WINDOW, 2 * executor.workers)
+    in_flight: deque[tuple[Any, dict[str, Any], Any]] = deque()
+    asked = 0
     while True:
-        if trials is not None and len(records) >= trials:
-            break
-        if minutes is not None and time.monotonic() - start >= minutes * 60:
-            break
-        if trials is None:  # a minutes budget, checked between batches: keep them short
-            batch = executor.workers
-        else:  # all of TPE's start-up trials at once, then two per worker (balanced better)
-            size = 2 * executor.workers if records else max(executor.workers, TPE_STARTUP)
-            batch = min(size, trials - len(records))
-        asked = [study.ask() for _ in range(batch)]
-        params = [recipes.suggest(family, task, t) for t in asked]
-        limits = _thresholds(study, cv) if prune else [None] * cv
-        payloads = [
-            {
+        while len(in_flight) < window and (trials is None or asked < trials):
+            if minutes is not None and time.monotonic() - start >= minutes * 60:
+                break
+            trial = study.ask()
+            params = recipes.suggest(family, task, trial)
+            payload = {
                 "family": family,
                 "task": task,
-                "params": p,
+                "params": params,
                 "features": features,
                 "target": target,
                 "cv": cv,
                 "seed": seed,
                 "n_jobs": 1,
-                "thresholds": limits,
+                "thresholds": _thresholds(study, cv) if prune else [None] * cv,
             }
-            for p in params
-        ]
-        # Longest first (told back in trial order all the same): a pool that starts the long
-        # trials last sits half idle at the end of a batch.
-        order = sorted(range(len(payloads)), key=lambda i: -_cost(family, params[i]))
-        ran = executor.run([payloads[i] for i in order])
-        results: list[dict[str, Any]] = [{}] * len(payloads)
-        for i, r in zip(order, ran, strict=True):
-            results[i] = r
-        for trial, p, r in zip(asked, params, results, strict=True):
-            for step, v in enumerate(r["values"]):
-                trial.report(v, step)
-            if r["pruned"]:
-                study.tell(trial, state=TrialState.PRUNED)
-            else:
-                study.tell(trial, r["values"][-1])
-            record = {
-                "number": trial.number,
-                "params": p,
-                "cv_score": r["values"][-1],
-                "values": r["values"],
-                "folds_run": len(r["values"]),
-                "pruned": r["pruned"],
-                "seconds": r["seconds"],
-                "pid": r["pid"],
-                "node": r["node"],
-                "executor": r["executor"],
-                "ray_task": r.get("ray_task"),
-            }
-            records.append(record)
-            if on_trial is not None:
-                on_trial(record)
+            in_flight.append((trial, params, executor.submit(payload)))
+            asked += 1
+        if not in_flight:
+            break
+        trial, p, handle = in_flight.popleft()
+        r = executor.result(handle)
+        for step, v in enumerate(r["values"]):
+            trial.report(v, step)
+        if r["pruned"]:
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, r["values"][-1])
+        record = {
+            "number": trial.number,
+            "params": p,
+            "cv_score": r["values"][-1],
+            "values": r["values"],
+            "folds_run": len(r["values"]),
+            "pruned": r["pruned"],
+            "seconds": r["seconds"],
+            "pid": r["pid"],
+            "node": r["node"],
+            "executor": r["executor"],
+            "ray_task": r.get("ray_task"),
+        }
+        records.append(record)
+        if on_trial is not None:
+            on_trial(record)
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if not complete:
         return {"best_params": None, "best_cv": None, "trials": records, "best_trial": None}
