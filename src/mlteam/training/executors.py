@@ -1,8 +1,9 @@
 """Where tuning trials run: in this process, a local process pool, or as Ray tasks.
 
-Every executor takes a batch of trial payloads and returns their results in the order given,
-whatever order they finish in, so the Optuna study sees the same sequence of results (and
-proposes the same next parameters) on any executor and any number of workers.
+Every executor has `submit(payload) -> handle` and `result(handle) -> dict`: tuning keeps a
+window of trials in flight and takes their results in trial order, whatever order they finish
+in, so the Optuna study sees the same sequence of results (and proposes the same next
+parameters) on any executor.
 
 The training rows go to each worker once (pool initializer, or one `ray.put`), not per trial.
 Ray is imported only when the ray executor is used (it is an optional extra).
@@ -15,7 +16,6 @@ import multiprocessing
 import os
 import socket
 import time
-from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -83,9 +83,6 @@ class InlineExecutor:
     def __init__(self, frame: pd.DataFrame) -> None:
         self.frame = frame
 
-    def run(self, payloads: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [{**run_trial(p, self.frame), "executor": "local"} for p in payloads]
-
     def submit(self, payload: dict[str, Any]) -> dict[str, Any]:
         return payload  # run when its result is asked for: one worker, nothing to overlap
 
@@ -116,10 +113,6 @@ class LocalExecutor:
         trial; bench/training.py times this apart from the trials."""
         for f in [self.pool.submit(os.getpid) for _ in range(self.workers)]:
             f.result()
-
-    def run(self, payloads: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        futures = [self.pool.submit(run_trial, p) for p in payloads]
-        return [{**f.result(), "executor": "local"} for f in futures]
 
     def submit(self, payload: dict[str, Any]) -> Any:
         return self.pool.submit(run_trial, payload)
@@ -157,10 +150,6 @@ class RayExecutor:
                 ) from err
         self.frame_ref = ray.put(frame)
         self.task = ray.remote(num_cpus=1)(_ray_trial)
-
-    def run(self, payloads: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        refs = [self.task.remote(p, self.frame_ref) for p in payloads]
-        return [{**r, "executor": "ray"} for r in self.ray.get(refs)]
 
     def submit(self, payload: dict[str, Any]) -> Any:
         return self.task.remote(payload, self.frame_ref)
