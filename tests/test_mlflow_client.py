@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from pathlib import Path
 
@@ -191,6 +193,15 @@ def test_bad_requests_get_mlflows_error_shape_and_store_nothing(mlflow_project) 
         "INVALID_PARAMETER_VALUE",
         "'m'",
     )
+    for bad, field in (
+        ({"key": ["m"], "value": 1.0}, "metric"),  # an unhashable key
+        ({"key": "m", "value": 1.0, "step": 2**63}, "metrics[0].step"),
+        ({"key": "m", "value": 1.0, "timestamp": 1.5}, "metrics[0].timestamp"),
+        ({"key": "m", "value": True}, "not a number"),
+    ):
+        resp = http.post(f"{api}/runs/log-batch", json={"run_id": run_id, "metrics": [bad]})
+        refused(resp, 400, "INVALID_PARAMETER_VALUE")
+        assert field in resp.text, resp.text
     refused(
         http.get(
             f"{api}/metrics/get-history",
@@ -204,3 +215,16 @@ def test_bad_requests_get_mlflows_error_shape_and_store_nothing(mlflow_project) 
     refused(httpx.post(f"{api}/runs/log-metric", json=metric), 401, "UNAUTHENTICATED")
     got = http.get(f"{api}/runs/get", params={"run_id": run_id}).json()["run"]
     assert got["data"]["metrics"] == []  # nothing of the refused calls was stored
+
+    # What Python's json.dumps writes for NaN (a bare literal, not JSON) is taken, as before.
+    raw = json.dumps(
+        {"run_id": run_id, "metrics": [{"key": "n", "value": math.nan, "timestamp": 1}]}
+    )
+    assert "NaN" in raw
+    ok = http.post(
+        f"{api}/runs/log-batch", content=raw, headers={"content-type": "application/json"}
+    )
+    assert ok.status_code == 200, ok.text
+    got = http.get(f"{api}/runs/get", params={"run_id": run_id}).json()["run"]
+    [point] = got["data"]["metrics"]
+    assert point["key"] == "n" and math.isnan(point["value"])

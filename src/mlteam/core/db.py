@@ -11,7 +11,7 @@ import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -195,24 +195,31 @@ def upsert(session: Session, table: Any) -> Any:
     return insert(table)
 
 
-def append_rows(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
-    """Insert many rows (all with the same keys) in the session's transaction, fast.
+def append_rows(
+    session: Session, table: Any, columns: Sequence[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """Insert many rows (tuples in the order of `columns`) in the session's transaction, fast.
 
     PostgreSQL gets COPY (1,000 metric points: ~7 ms, against ~35 ms as an executemany);
-    SQLite an executemany, which its driver runs in C. For append-only tables: COPY has no
-    ON CONFLICT.
+    SQLite its driver's executemany, run in C, with no per-row work in SQLAlchemy (which was
+    a third of a 1,000-metric batch). For append-only tables: COPY has no ON CONFLICT.
+    `columns` are the table's own column names, never input.
     """
     if not rows:
         return
-    if session.get_bind().dialect.name != "postgresql":
-        session.execute(table.insert(), rows)
-        return
-    names = list(rows[0])
-    columns = ", ".join(f'"{n}"' for n in names)  # the table's own column names, not input
+    names = ", ".join(f'"{table.c[n].name}"' for n in columns)
     dbapi = session.connection().connection.dbapi_connection
-    with dbapi.cursor() as cur, cur.copy(f"COPY {table.name} ({columns}) FROM STDIN") as copy:
+    if session.get_bind().dialect.name != "postgresql":
+        marks = ", ".join("?" for _ in columns)
+        cur = dbapi.cursor()
+        try:
+            cur.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
+        finally:
+            cur.close()
+        return
+    with dbapi.cursor() as cur, cur.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row([row[n] for n in names])
+            copy.write_row(row)
 
 
 def insert_many(session: Session, table: Any, rows: list[dict[str, Any]]) -> tuple[Any, Any]:
