@@ -27,6 +27,7 @@ from mlteam.registry.mlflow_api import router as registry_mlflow
 from mlteam.registry.routes import router as registry_router
 from mlteam.server.mlflow import mlflow_app
 from mlteam.server.platform import Platform
+from mlteam.serving.fast import inference_routes
 from mlteam.serving.oip_routes import router as oip_router
 from mlteam.serving.routes import router as serving_router
 from mlteam.tracking.mlflow_api import router as tracking_mlflow
@@ -192,7 +193,10 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     # MLflow's REST API: at the root (experiments named "<project>/<name>") and per project.
     # One mounted sub-app, matched first: an MLflow call does not walk every native route.
     mlflow_api = _mlflow_app(platform)
+    # The inference endpoints before both: plain Starlette routes (serving/fast.py), the
+    # traffic of every deployment.
     app.router.routes[0:0] = [
+        *inference_routes(),
         Mount("/api/2.0", mlflow_api),
         Mount("/mlflow/{project}/api/2.0", mlflow_api),
     ]

@@ -79,6 +79,9 @@ class ServingEngine:
         self.metrics = ServingMetrics()
         # (deployment id, revision number) → routes; revisions are immutable
         self.revisions: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        # (deployment id, revision number) → its routes and their versions, loaded
+        self.served: dict[tuple[str, int], tuple[list[dict[str, Any]], dict[str, LoadedModel]]]
+        self.served = {}
         self._shadow = ThreadPoolExecutor(shadow_threads, thread_name_prefix="mlteam-shadow")
 
     def stop(self) -> None:

@@ -9,13 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import Response
 
 from mlteam.server.deps import CurrentUser, PlatformDep, SessionDep
-from mlteam.serving import service
-from mlteam.serving.protocols import oip_checker, oip_metadata, output_datatype
-from mlteam.serving.routes import parse_json
+from mlteam.serving import fast, service
+from mlteam.serving.protocols import oip_metadata
 
 router = APIRouter(prefix="/v2", tags=["inference (Open Inference Protocol v2)"])
 
@@ -55,31 +53,7 @@ def model_ready(
 
 
 @router.post("/models/{name}/infer")
-async def infer(
-    name: str, request: Request, session: SessionDep, user: CurrentUser, platform: PlatformDep
-) -> JSONResponse:
-    # tritonclient sends no Content-Type: the body is read as JSON whatever it says
-    body = parse_json(await request.body())
-    check = oip_checker(body)
-    request_id = body.get("id") if isinstance(body.get("id"), str) else None
-
-    def work() -> JSONResponse:
-        dep, _, a = service.infer(session, user, platform.serving, name, check, request_id)
-        out: dict[str, Any] = {
-            "model_name": dep.name,
-            "model_version": str(a.model.version),
-            "outputs": [
-                {
-                    "name": "predict",
-                    "datatype": output_datatype(a.outputs),
-                    "shape": [len(a.outputs)],
-                    "data": a.outputs,
-                }
-            ],
-            "parameters": {"prediction_ids": ",".join(a.ids)},
-        }
-        if request_id is not None:
-            out["id"] = request_id
-        return JSONResponse(out)  # as is: no generic encoder walking every value
-
-    return await run_in_threadpool(work)
+async def infer(name: str, request: Request) -> Response:
+    """Served by `fast.oip_infer`, matched before this route; declared here for the OpenAPI
+    document (and for an app that mounts the routers alone)."""
+    return await fast.oip_infer(request)
