@@ -120,6 +120,81 @@ def test_profile_per_column(ds) -> None:
     assert cols["day"]["min"] == "2024-01-01"
 
 
+def _expected_histogram(x: np.ndarray) -> list[int]:
+    """The profile's rule: 20 equal-width bins over [min, max], the maximum in the last."""
+    lo, hi = x.min(), x.max()
+    idx = np.minimum(19, np.floor((x - lo) / ((hi - lo) / 20))).astype(int)
+    return np.bincount(idx, minlength=20).tolist()
+
+
+def test_profile_figures_are_exact(tmp_path: Path) -> None:
+    """Mean, std, quartiles (`quantile_cont`) and histograms against numpy, on data built to
+    take every path: a bin too full to read (an outlier squeezes 250k values into the first of
+    1,000 bins), bins of one repeated value, a column of few values, of one value, all nulls,
+    an infinity, strings; and the same figures from a relation that is not a Parquet file."""
+    from mlteam.data import profile
+    from mlteam.data.ingest import connect
+
+    rng = np.random.default_rng(7)
+    n = 250_000
+    squeezed = rng.random(n)
+    squeezed[0] = 1e12
+    squeezed[rng.random(n) < 0.01] = np.nan
+    zeros = np.where(rng.random(n) < 0.6, 0.0, rng.normal(10, 1, n))
+    frame = pd.DataFrame(
+        {
+            "squeezed": squeezed,
+            "zeros": zeros,
+            "few": rng.integers(0, 100, n),
+            "many": rng.integers(0, 150_000, n),
+            "same": np.full(n, 2.5),
+            "empty": np.full(n, np.nan),
+            "inf": np.where(np.arange(n) == 5, np.inf, rng.normal(0, 1, n)),
+            "word": rng.choice(["a", "bb", "ccc"], n, p=[0.5, 0.3, 0.2]),
+        }
+    )
+    path = tmp_path / "p.parquet"
+    frame.to_parquet(path)
+    prof = profile.profile_parquet(str(path))
+    con = connect()
+    con.register("frame_view", frame)
+    generic = profile.profile_relation(con, "frame_view")
+    con.close()
+    for p in (prof, generic):
+        assert p["row_count"] == n
+        cols = {c["name"]: c for c in p["columns"]}
+        for name in ("squeezed", "zeros", "few", "many"):
+            x = frame[name].dropna().to_numpy(dtype=float)
+            c = cols[name]
+            assert c["nulls"] == n - len(x) and c["min"] == x.min() and c["max"] == x.max()
+            assert c["mean"] == pytest.approx(x.mean(), rel=1e-9)
+            assert c["std"] == pytest.approx(x.std(ddof=1), rel=1e-9)
+            want = np.quantile(x, [0.25, 0.5, 0.75])  # linear: what quantile_cont computes
+            assert [c["quantiles"][k] for k in ("q25", "q50", "q75")] == pytest.approx(want)
+            assert c["quantiles_exact"], name
+            assert c["histogram"]["counts"] == _expected_histogram(x), name
+        few = cols["few"]
+        assert few["distinct"] == 100 and not few["distinct_approx"]
+        top = frame["few"].value_counts()
+        assert few["top_values"][0] == {"value": int(top.index[0]), "count": int(top.iloc[0])}
+        assert abs(cols["many"]["distinct"] - frame["many"].nunique()) < 0.05 * 150_000
+        assert cols["many"]["top_values"][0]["count"] == frame["many"].value_counts().iloc[0]
+        same = cols["same"]
+        assert (same["mean"], same["std"], same["distinct"]) == (2.5, 0.0, 1)
+        assert same["quantiles"] == {"q25": 2.5, "q50": 2.5, "q75": 2.5}
+        assert same["histogram"]["counts"] == [n]
+        empty = cols["empty"]
+        assert empty["nulls"] == n and empty["mean"] is None and "histogram" not in empty
+        inf = cols["inf"]  # no finite bounds: no histogram; mean is infinite, so not JSON
+        assert inf["max"] is None and inf["mean"] is None and "histogram" not in inf
+        finite = frame["inf"][np.isfinite(frame["inf"])]
+        assert inf["quantiles"]["q50"] == pytest.approx(np.quantile(finite, 0.5), abs=0.05)
+        word = cols["word"]
+        assert word["distinct"] == 3 and word["min"] == "a" and word["max"] == "ccc"
+        assert [t["value"] for t in word["top_values"]] == ["a", "bb", "ccc"]
+        assert cols["squeezed"]["distinct_approx"] and cols["squeezed"]["top_values"] is None
+
+
 def test_diff_schema_rows_and_shift(ds) -> None:
     c, slug = ds
     frame = pd.read_csv(io.BytesIO(_csv(300, seed=1, shift=3.0))).drop(columns=["color"])
@@ -275,7 +350,11 @@ def test_big_upload_streams_in_bounded_server_memory(server_factory, tmp_path: P
         while fh.tell() < 350_000_000:
             fh.write(body)
     size = path.stat().st_size
-    srv = server_factory().start()
+    # A tight ingest budget (the default, 512MB, is sized for speed on a server): what the
+    # upload adds to the server must follow the setting, not the file.
+    srv = server_factory()
+    srv.env["MLTEAM_INGEST_MEMORY_LIMIT"] = "128MB"
+    srv.start()
     token = srv.cli("users", "create", f"{uid('root')}@example.com", "--admin").stdout.split()[-1]
     c = Client(srv.url, token, timeout=120)
     slug = uid("mem")

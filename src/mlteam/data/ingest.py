@@ -1,7 +1,10 @@
 """CSV → Parquet with DuckDB: parallel, streaming, and bounded in memory.
 
 DuckDB reads the CSV in parallel and writes Parquet row group by row group under a memory
-limit, so a file of several GB needs a few hundred MB of RAM, not its own size. Types are
+limit (`MLTEAM_INGEST_MEMORY_LIMIT`, default 512MB), so a file of several GB needs a few hundred
+MB of RAM, not its own size. The limit trades memory for speed: under a tight one DuckDB's
+Parquet writer serialises (128MB: a 1M-row, 129 MB CSV takes 2.4 s on one core; 512MB: 1.1-1.3 s
+on two, ~300-360 MB of extra RSS for CSVs of 128-388 MB). Types are
 sniffed unless the caller pins them (`types={"col": "INTEGER"}`). A column sniffed from the
 first rows as a number that later holds text is read as text instead of failing; a value that
 contradicts a *pinned* type is the caller's fault and is named by line and column.
@@ -21,7 +24,7 @@ import duckdb
 
 from mlteam.core.errors import InvalidInput, Unavailable
 
-MEMORY_LIMIT = os.environ.get("MLTEAM_INGEST_MEMORY_LIMIT", "128MB")
+MEMORY_LIMIT = os.environ.get("MLTEAM_INGEST_MEMORY_LIMIT", "512MB")
 THREADS = int(os.environ.get("MLTEAM_INGEST_THREADS", "0")) or min(8, os.cpu_count() or 1)
 
 # DuckDB's SQL type names a user may pin; anything else is refused before it reaches SQL.

@@ -1,12 +1,28 @@
-"""A profile per column of a Parquet file, computed by DuckDB at publish.
+"""A profile per column of a Parquet file (or any DuckDB relation), computed by DuckDB at publish.
 
-For each column: type, count, nulls, distinct values, and for numbers min/max/mean/
-std/quartiles and a 20-bin histogram; for everything but floats the ten most frequent values.
-One parallel pass gives counts, nulls, min/max, mean/std and an approximate distinct count
-(HyperLogLog); quartiles are exact up to 200,000 rows, else those of a ~200,000-row (Bernoulli)
-sample; two more passes give the histograms and the top values (whose map also makes the
-distinct count exact for columns of up to 50,000 values: `distinct_approx` says which).
-Values are plain JSON (no NaN/inf).
+For each column: type, count, nulls, distinct values, min/max; for numbers mean/std, quartiles
+(`quantile_cont` semantics) and a 20-bin equal-width histogram; for everything but floats the
+ten most frequent values. Every figure is exact except the distinct count of a column of many
+values (HyperLogLog; `distinct_approx` says which) and, in a rare case, quartiles
+(`quantiles_exact` says which). Nothing is computed on a sample. Values are plain JSON.
+
+It runs on every publish, so it reads each column once or twice and no more:
+- count, nulls, min/max: DuckDB answers min/max from the Parquet footer statistics and counts
+  nulls from validity masks alone.
+- a column of few values (dictionary-encoded in every row group of the Parquet file; for another
+  relation, an approximate distinct count of at most MAP_MAX) gets one GROUP BY value: from that
+  value → count map come its exact distinct count and top values and, for a number, exact mean,
+  std, quartiles and histogram.
+- another numeric column gets one GROUP BY over FINE equal-width bins between its min and max
+  (known beforehand from the footer): per bin the count, mean, variance, min, max and a
+  HyperLogLog count. Those give the histogram (each of the BINS bins is FINE / BINS fine ones),
+  the mean and std (per-bin moments merged by Chan's formula), the distinct count (bins hold
+  disjoint values, so their counts add) and the bin that holds each quartile's rank. One more
+  read of the values in those few bins makes the quartiles exact; a bin too full to read
+  (> REFINE_MAX values) is split into FINE bins again, at most REFINE_LEVELS times, after which
+  the quartile is interpolated within its (by then tiny) bin and `quantiles_exact` is false.
+- another column gets a HyperLogLog distinct count and, unless (nearly) unique and for all but
+  floats, a top-k GROUP BY.
 """
 
 from __future__ import annotations
@@ -17,11 +33,16 @@ from decimal import Decimal
 from typing import Any
 
 import duckdb
+import numpy as np
 
 from mlteam.data.ingest import connect
 
 BINS = 20
-EXACT_QUANTILE_ROWS = 200_000
+FINE = 50 * BINS
+MAP_MAX = 50_000
+REFINE_MAX = 200_000
+REFINE_LEVELS = 3
+QUARTILES = (0.25, 0.5, 0.75)
 TOP = 10
 NUMERIC = (
     "TINYINT",
@@ -36,6 +57,7 @@ NUMERIC = (
     "FLOAT",
     "DOUBLE",
 )
+_DICTIONARY = ("PLAIN_DICTIONARY", "RLE_DICTIONARY")
 
 
 def q(name: str) -> str:
@@ -81,141 +103,344 @@ def _num(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def _orderable(typ: str) -> bool:
+    return not typ.startswith(("STRUCT", "MAP", "UNION")) and not typ.endswith("]")
+
+
 def profile_parquet(path: str, con: duckdb.DuckDBPyConnection | None = None) -> dict[str, Any]:
     """The profile of the Parquet file at `path`: `{"row_count", "columns": [...]}`."""
     own = con is None
     con = con or connect()
     try:
         con.execute(f"CREATE OR REPLACE TEMP VIEW _p AS SELECT * FROM read_parquet({s(path)})")
-        return profile_relation(con, "_p")
+        return profile_relation(con, "_p", few=_dictionary_columns(con, path))
     finally:
         if own:
             con.close()
 
 
-def profile_relation(con: duckdb.DuckDBPyConnection, rel: str) -> dict[str, Any]:
+def _dictionary_columns(con: duckdb.DuckDBPyConnection, path: str) -> set[str]:
+    """Columns whose data pages are dictionary-encoded in every row group: writers fall back
+    to plain encoding past a dictionary size, so these are very likely columns of few values.
+    Only a hint: a column that has many values after all costs one extra GROUP BY."""
+    rows = con.execute(
+        "SELECT path_in_schema, dictionary_page_offset IS NOT NULL, encoding_stats "
+        f"FROM parquet_metadata({s(path)})"
+    ).fetchall()
+    ok: dict[str, bool] = {}
+    for name, has_dict, stats in rows:
+        data_pages = [e for e in stats or [] if str(e["page_type"]).startswith("DATA_PAGE")]
+        dict_only = all(e["encoding"] in _DICTIONARY for e in data_pages)
+        ok[name] = ok.get(name, True) and bool(has_dict) and dict_only
+    return {name for name, yes in ok.items() if yes}
+
+
+def profile_relation(
+    con: duckdb.DuckDBPyConnection, rel: str, few: set[str] | None = None
+) -> dict[str, Any]:
+    """The profile of relation `rel`; `few` names the columns likely to hold few values (else
+    an approximate distinct count of every column picks them)."""
     types = [(r[0], str(r[1])) for r in con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()]
     if not types:
         return {"row_count": 0, "columns": []}
-    parts = ["count(*)"]
-    for n, t in types:
-        parts += [f"count({q(n)})", f"approx_count_distinct({q(n)})"]
-        if is_numeric(t):
-            parts += [
-                f"min({q(n)})::DOUBLE",
-                f"max({q(n)})::DOUBLE",
-                f"avg({q(n)})",
-                f"stddev_samp({q(n)})",
-            ]
-        elif _orderable(t):
-            parts += [f"min({q(n)})::VARCHAR", f"max({q(n)})::VARCHAR"]
-    row = list(con.execute(f"SELECT {', '.join(parts)} FROM {rel}").fetchone() or ())
-    rows = int(row.pop(0))
-    quartiles = _quartiles(con, rel, [n for n, t in types if is_numeric(t)], rows)
+    counts = (
+        con.execute(
+            f"SELECT count(*), {', '.join(f'count({q(n)})' for n, _ in types)} FROM {rel}"
+        ).fetchone()
+        or ()
+    )
+    rows = int(counts[0])
+    bounds = _bounds(con, rel, types)
     cols: list[dict[str, Any]] = []
-    hist: list[str] = []
-    for n, t in types:
-        non_null, distinct = int(row.pop(0)), int(row.pop(0))
+    for (n, t), non_null in zip(types, counts[1:], strict=True):
+        non_null = int(non_null)
         col: dict[str, Any] = {
             "name": n,
             "type": t,
             "count": rows,
             "nulls": rows - non_null,
             "null_fraction": (rows - non_null) / rows if rows else 0.0,
-            "distinct": min(distinct, non_null),
-            "distinct_approx": True,
+            "distinct": 0,
+            "distinct_approx": False,
         }
         if is_numeric(t):
-            lo, hi, avg, std = (row.pop(0) for _ in range(4))
-            qs = quartiles.get(n) or [None, None, None]
-            col.update(
-                min=_num(lo),
-                max=_num(hi),
-                mean=_num(avg),
-                std=_num(std),
-                quantiles={"q25": _num(qs[0]), "q50": _num(qs[1]), "q75": _num(qs[2])},
-            )
-            if col["min"] is not None and col["max"] is not None:
-                hist.append(n)
+            lo, hi = (_num(b) for b in bounds.get(n, (None, None)))
+            col.update(min=lo, max=hi, mean=None, std=None, quantiles=_quartiles_dict(None))
+            col["quantiles_exact"] = True
         elif _orderable(t):
-            col.update(min=row.pop(0), max=row.pop(0))
+            col.update(min=bounds[n][0], max=bounds[n][1])
+        col["top_values"] = None
         cols.append(col)
-    _histograms_and_top_values(con, rel, cols, hist)
+    if few is None:
+        few = _few_by_estimate(con, rel, cols)
+    hll: list[dict[str, Any]] = []  # columns that only need a HyperLogLog count (and top-k)
+    for col in cols:
+        n, t = col["name"], col["type"]
+        non_null = col["count"] - col["nulls"]
+        if non_null == 0:
+            continue
+        floating = t in ("FLOAT", "DOUBLE")
+        if n in few and not floating and _orderable(t) and _from_value_counts(con, rel, col):
+            continue
+        if is_numeric(t) and col["min"] is not None and col["max"] is not None:
+            _from_bins(con, rel, col)
+        else:
+            hll.append(col)
+    if hll:
+        exprs = ", ".join(f"approx_count_distinct({q(c['name'])})" for c in hll)
+        est = con.execute(f"SELECT {exprs} FROM {rel}").fetchone() or ()
+        for col, d in zip(hll, est, strict=True):
+            col.update(distinct=min(int(d), col["count"] - col["nulls"]), distinct_approx=True)
+            if is_numeric(col["type"]):
+                _moments_fallback(con, rel, col)
+    for col in cols:
+        if col["distinct_approx"]:
+            _top_k(con, rel, col)
     return jsonable({"row_count": rows, "columns": cols})
 
 
-def _quartiles(
-    con: duckdb.DuckDBPyConnection, rel: str, names: list[str], rows: int
-) -> dict[str, list[Any]]:
-    """Exact quartiles up to EXACT_QUANTILE_ROWS rows; beyond, those of a block sample of
-    about that many rows (exact quantiles of millions of rows cost more than the ingest)."""
-    if not names or not rows:
+def _bounds(
+    con: duckdb.DuckDBPyConnection, rel: str, types: list[tuple[str, str]]
+) -> dict[str, tuple[Any, Any]]:
+    """min and max of every orderable column, in a query of min/max alone so that DuckDB can
+    answer it from Parquet statistics without reading the data."""
+    names = [(n, "DOUBLE" if is_numeric(t) else "VARCHAR") for n, t in types if _orderable(t)]
+    if not names:
         return {}
-    src = rel
-    if rows > EXACT_QUANTILE_ROWS:
-        pct = max(0.1, 100.0 * EXACT_QUANTILE_ROWS / rows)
-        src = f"(SELECT * FROM {rel} USING SAMPLE {pct:.3f}% (bernoulli, 42))"
-    exprs = ", ".join(f"quantile_cont({q(n)}, [0.25, 0.5, 0.75])" for n in names)
-    row = con.execute(f"SELECT {exprs} FROM {src}").fetchone() or ()
-    return dict(zip(names, row, strict=True))
+    row = (
+        con.execute(
+            "SELECT "
+            + ", ".join(f"min({q(n)})::{c}, max({q(n)})::{c}" for n, c in names)
+            + f" FROM {rel}"
+        ).fetchone()
+        or ()
+    )
+    return {n: (row[2 * i], row[2 * i + 1]) for i, (n, _) in enumerate(names)}
 
 
-def _orderable(typ: str) -> bool:
-    return not typ.startswith(("STRUCT", "MAP", "UNION")) and not typ.endswith("]")
+def _few_by_estimate(
+    con: duckdb.DuckDBPyConnection, rel: str, cols: list[dict[str, Any]]
+) -> set[str]:
+    names = [
+        c["name"]
+        for c in cols
+        if _orderable(c["type"])
+        and c["type"] not in ("FLOAT", "DOUBLE")
+        and c["count"] > c["nulls"]
+    ]
+    if not names:
+        return set()
+    est = (
+        con.execute(
+            f"SELECT {', '.join(f'approx_count_distinct({q(n)})' for n in names)} FROM {rel}"
+        ).fetchone()
+        or ()
+    )
+    return {n for n, d in zip(names, est, strict=True) if int(d) <= MAP_MAX}
 
 
-def _histograms_and_top_values(
-    con: duckdb.DuckDBPyConnection, rel: str, cols: list[dict[str, Any]], numeric: list[str]
-) -> None:
-    """Equal-width histograms of numeric columns, and a value → count map of every column of
-    few values (but floats); a column of many values gets its own top-k query."""
-    by_name = {c["name"]: c for c in cols}
-    exprs: list[str] = []
-    for n in numeric:
-        lo, hi = by_name[n]["min"], by_name[n]["max"]
-        width = (hi - lo) / BINS if hi > lo else 1.0
-        # bin index 0..BINS-1; the maximum falls in the last bin
-        exprs.append(
-            f"histogram(least({BINS - 1}, floor(({q(n)}::DOUBLE - {lo!r}) / {width!r}))::INT) "
-            f"FILTER (WHERE {q(n)} IS NOT NULL)"  # least() would turn a NULL into the last bin
+def _from_value_counts(con: duckdb.DuckDBPyConnection, rel: str, col: dict[str, Any]) -> bool:
+    """Profile a column of few values from its value → count map; False if it has too many."""
+    name = q(col["name"])
+    pairs = con.execute(
+        f"SELECT {name}, count(*) FROM {rel} WHERE {name} IS NOT NULL GROUP BY 1 "
+        f"LIMIT {MAP_MAX + 1}"
+    ).fetchall()
+    if len(pairs) > MAP_MAX:
+        return False
+    non_null = col["count"] - col["nulls"]
+    col.update(distinct=len(pairs), distinct_approx=False)
+    if len(pairs) < 0.9 * non_null:  # (nearly) unique: every value would be a "top" value
+        top = sorted(pairs, key=lambda kv: (-kv[1], str(kv[0])))[:TOP]
+        col["top_values"] = [{"value": jsonable(v), "count": int(n)} for v, n in top]
+    if is_numeric(col["type"]):
+        values = np.array([float(v) for v, _ in pairs])
+        weights = np.array([n for _, n in pairs], dtype=np.int64)
+        order = np.argsort(values, kind="stable")
+        _from_weighted(col, values[order], weights[order])
+    return True
+
+
+def _from_weighted(col: dict[str, Any], values: np.ndarray, weights: np.ndarray) -> None:
+    """Mean, std, quartiles and histogram of sorted distinct `values` seen `weights` times."""
+    total = int(weights.sum())
+    mean = float((values * weights).sum() / total)
+    m2 = float((weights * (values - mean) ** 2).sum())
+    cum = np.cumsum(weights)
+
+    def at(rank: int) -> float:
+        return float(values[int(np.searchsorted(cum, rank, side="right"))])
+
+    col.update(mean=mean, std=math.sqrt(m2 / (total - 1)) if total > 1 else None)
+    col["quantiles"] = _quartiles_dict([_interpolate(at, total, p) for p in QUARTILES])
+    lo, hi = float(values[0]), float(values[-1])
+    if hi > lo:
+        idx = np.minimum(BINS - 1, np.floor((values - lo) / ((hi - lo) / BINS))).astype(np.int64)
+        counts = np.bincount(idx, weights=weights, minlength=BINS).astype(np.int64)
+    else:
+        counts = np.array([total])
+    col["histogram"] = _histogram(lo, hi, [int(c) for c in counts])
+
+
+def _interpolate(at: Any, n: int, p: float) -> float:
+    """`quantile_cont`: the values of ranks floor(h) and floor(h)+1, h = (n-1)p, interpolated."""
+    h = (n - 1) * p
+    r = math.floor(h)
+    lo = at(r)
+    return lo if h == r else lo + (h - r) * (at(r + 1) - lo)
+
+
+def _quartiles_dict(qs: list[float] | None) -> dict[str, float | None]:
+    qs = qs or [None, None, None]  # type: ignore[list-item]
+    return {"q25": _num(qs[0]), "q50": _num(qs[1]), "q75": _num(qs[2])}
+
+
+def _histogram(lo: float, hi: float, counts: list[int]) -> dict[str, list[Any]]:
+    nbins = len(counts)
+    width = (hi - lo) / nbins if hi > lo else 1.0
+    return {
+        "edges": [lo + width * i for i in range(nbins)] + [hi if hi > lo else lo + 1.0],
+        "counts": counts,
+    }
+
+
+def _bin_sql(expr: str, lo: float, width: float) -> str:
+    """The fine bin (0..FINE-1) of `expr` in [lo, lo + FINE*width]; the maximum in the last."""
+    return f"least({FINE - 1}, floor(({expr} - {lo!r}) / {width!r}))::INT"
+
+
+def _from_bins(con: duckdb.DuckDBPyConnection, rel: str, col: dict[str, Any]) -> None:
+    """Histogram, mean, std, distinct and exact quartiles of a numeric column of many values."""
+    x = f"{q(col['name'])}::DOUBLE"
+    lo, hi = col["min"], col["max"]
+    non_null = col["count"] - col["nulls"]
+    if hi == lo:  # one value
+        col.update(distinct=1, mean=lo, std=0.0 if non_null > 1 else None)
+        col.update(
+            quantiles=_quartiles_dict([lo, lo, lo]), histogram=_histogram(lo, hi, [non_null])
         )
-    small, large = [], []
-    for i, c in enumerate(cols):
-        c["top_values"] = None
-        non_null = c["count"] - c["nulls"]
-        if c["type"] in ("FLOAT", "DOUBLE") or not _orderable(c["type"]) or non_null == 0:
-            continue
-        if c["distinct"] >= 0.9 * non_null:  # (nearly) unique: every value is a "top" value
-            continue
-        (small if c["distinct"] <= 50_000 else large).append(i)
-    maps = [f"histogram({q(cols[i]['name'])})" for i in small]
-    # Two queries, not one: together their aggregate states outgrow a small memory limit.
-    row: list[Any] = []
-    for part in (exprs, maps):
-        if part:
-            row += list(con.execute(f"SELECT {', '.join(part)} FROM {rel}").fetchone() or ())
-    for n in numeric:
-        hist = row.pop(0)
-        lo, hi = by_name[n]["min"], by_name[n]["max"]
-        width = (hi - lo) / BINS if hi > lo else 1.0
-        nbins = BINS if hi > lo else 1
-        counts = [0] * nbins
-        for k, v in (hist or {}).items():
-            if k is not None:
-                counts[min(int(k), nbins - 1)] += int(v)
-        by_name[n]["histogram"] = {
-            "edges": [lo + width * i for i in range(nbins)] + [hi if hi > lo else lo + 1.0],
-            "counts": counts,
-        }
-    for i in small:
-        m = {jsonable(k): int(v) for k, v in (row.pop(0) or {}).items()}
-        top = sorted(m.items(), key=lambda kv: (-kv[1], str(kv[0])))[:TOP]
-        cols[i]["top_values"] = [{"value": v, "count": n} for v, n in top]
-        cols[i].update(distinct=len(m), distinct_approx=False)  # exact from the map
-    for i in large:
-        name = q(cols[i]["name"])
-        top_rows = con.execute(
-            f"SELECT {name}, count(*) FROM {rel} WHERE {name} IS NOT NULL "
-            f"GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {TOP}"
-        ).fetchall()
-        cols[i]["top_values"] = [{"value": jsonable(v), "count": int(n)} for v, n in top_rows]
+        return
+    bins = _bin_stats(con, rel, x, f"{x} IS NOT NULL", lo, (hi - lo) / FINE, distinct=True)
+    n = np.array([b[1] for b in bins], dtype=np.int64)
+    avg = np.array([b[2] for b in bins])
+    var = np.array([b[3] for b in bins])
+    mean = float((n * avg).sum() / n.sum())
+    m2 = float((n * var).sum() + (n * (avg - mean) ** 2).sum())  # Chan et al.
+    counts = [0] * BINS
+    for b in bins:
+        counts[b[0] * BINS // FINE] += int(b[1])
+    col.update(
+        mean=mean,
+        std=math.sqrt(m2 / (non_null - 1)) if non_null > 1 else None,
+        distinct=min(non_null, sum(int(b[6]) for b in bins)),
+        distinct_approx=True,
+        histogram=_histogram(lo, hi, counts),
+    )
+    ranks = {r for p in QUARTILES for r in _ranks(non_null, p)}
+    values, exact = _values_at(con, rel, x, bins, ranks, REFINE_LEVELS)
+    col["quantiles_exact"] = exact
+    col["quantiles"] = _quartiles_dict(
+        [_interpolate(values.__getitem__, non_null, p) for p in QUARTILES]
+    )
+
+
+def _bin_stats(
+    con: duckdb.DuckDBPyConnection,
+    rel: str,
+    x: str,
+    where: str,
+    lo: float,
+    width: float,
+    distinct: bool = False,
+) -> list[tuple[Any, ...]]:
+    """(bin, count, mean, population variance, min, max[, approx distinct]) of each non-empty
+    fine bin of `x` over the rows matching `where`, in bin order."""
+    hll = f", approx_count_distinct({x})" if distinct else ""
+    return con.execute(
+        f"SELECT {_bin_sql(x, lo, width)} AS b, count(*), avg({x}), var_pop({x}), min({x}), "
+        f"max({x}){hll} FROM {rel} WHERE {where} GROUP BY b ORDER BY b"
+    ).fetchall()
+
+
+def _ranks(n: int, p: float) -> list[int]:
+    h = (n - 1) * p
+    r = math.floor(h)
+    return [r] if h == r else [r, r + 1]
+
+
+def _values_at(
+    con: duckdb.DuckDBPyConnection,
+    rel: str,
+    x: str,
+    bins: list[tuple[Any, ...]],
+    ranks: set[int],
+    levels: int,
+) -> tuple[dict[int, float], bool]:
+    """The values of the given ranks (0-based, in order) among the values the `bins` counted,
+    found from the per-bin counts: a bin of one value answers at once, the values of bins of
+    few values are read (one query) and sorted, a full bin is binned again.
+
+    A bin's values are exactly those between its min and max (the bin of a value only grows
+    with the value), so a range filter, which DuckDB pushes into the scan, selects them."""
+    out: dict[int, float] = {}
+    exact = True
+    to_read: list[tuple[float, float, int, list[int]]] = []  # (min, max, first rank, ranks)
+    start = 0
+    for _b, count, _avg, _var, bmin, bmax, *_ in bins:
+        count, bmin, bmax = int(count), float(bmin), float(bmax)
+        inside = [r for r in ranks if start <= r < start + count]
+        if not inside:
+            pass
+        elif bmin == bmax:
+            out.update({r: bmin for r in inside})
+        elif count <= REFINE_MAX:
+            to_read.append((bmin, bmax, start, inside))
+        elif levels > 1:
+            where = f"{x} BETWEEN {bmin!r} AND {bmax!r}"
+            sub_bins = _bin_stats(con, rel, x, where, bmin, (bmax - bmin) / FINE)
+            found, ok = _values_at(con, rel, x, sub_bins, {r - start for r in inside}, levels - 1)
+            out.update({start + r: v for r, v in found.items()})
+            exact = exact and ok
+        else:  # out of levels: interpolate within a bin of width (max-min)/FINE^levels
+            exact = False
+            out.update({r: bmin + (bmax - bmin) * (r - start + 0.5) / count for r in inside})
+        start += count
+    if to_read:
+        ranges = " OR ".join(f"{x} BETWEEN {a!r} AND {b!r}" for a, b, _, _ in to_read)
+        got = con.execute(f"SELECT {x} AS v FROM {rel} WHERE {ranges}").fetchnumpy()["v"]
+        for a, b, first, inside in to_read:
+            values = np.sort(got[(got >= a) & (got <= b)])
+            out.update({r: float(values[r - first]) for r in inside})
+    return out, exact
+
+
+def _moments_fallback(con: duckdb.DuckDBPyConnection, rel: str, col: dict[str, Any]) -> None:
+    """Mean, std and quartiles of a numeric column whose min or max is not finite (no bins):
+    quartiles of at most about REFINE_MAX values (a Bernoulli sample past that)."""
+    x = f"{q(col['name'])}::DOUBLE"
+    row = con.execute(f"SELECT avg({x}), stddev_samp({x}) FROM {rel}").fetchone() or (None, None)
+    src, non_null = rel, col["count"] - col["nulls"]
+    if non_null > REFINE_MAX:
+        pct = max(0.1, 100.0 * REFINE_MAX / non_null)
+        src = f"(SELECT * FROM {rel} USING SAMPLE {pct:.3f}% (bernoulli, 42))"
+        col["quantiles_exact"] = False
+    qs = con.execute(
+        f"SELECT quantile_cont({x}, [{', '.join(map(str, QUARTILES))}]) FROM {src}"
+    ).fetchone()
+    col.update(
+        mean=_num(row[0]), std=_num(row[1]), quantiles=_quartiles_dict(qs[0] if qs else None)
+    )
+
+
+def _top_k(con: duckdb.DuckDBPyConnection, rel: str, col: dict[str, Any]) -> None:
+    """The TOP most frequent values of a column of many values (not floats, not ~unique)."""
+    non_null = col["count"] - col["nulls"]
+    typ = col["type"]
+    if typ in ("FLOAT", "DOUBLE") or not _orderable(typ) or col["distinct"] >= 0.9 * non_null:
+        return
+    name = q(col["name"])
+    rows = con.execute(
+        f"SELECT {name}, count(*) FROM {rel} WHERE {name} IS NOT NULL "
+        f"GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {TOP}"
+    ).fetchall()
+    col["top_values"] = [{"value": jsonable(v), "count": int(n)} for v, n in rows]
