@@ -202,13 +202,13 @@ def test_best_model_registered_with_checked_onnx_export(
     assert (loaded.predict(X) == native.predict(X)).all()
 
 
-def _custom_model_dir(df: pd.DataFrame, folder: Path) -> Any:
+def _custom_model_dir(df: pd.DataFrame, folder: Path, model: Any = None) -> Any:
     """A model fitted in the user's own code, saved in the platform's model-folder format."""
     from sklearn.linear_model import LogisticRegression
 
     from mlteam.core.modelfiles import dump_sklearn
 
-    model = LogisticRegression().fit(df[["x1", "x2"]], df["y"])
+    model = (model or LogisticRegression()).fit(df[["x1", "x2"]], df["y"])
     folder.mkdir(parents=True, exist_ok=True)
     dump_sklearn(model, str(folder / "model.skops"))
     meta = {
@@ -239,6 +239,34 @@ def test_custom_code_model_registers_and_loads(
     assert mv["version"] == 1 and mv["format"] == "sklearn-skops"
     got = load_model(ArtifactStore(settings.artifact_root), f"runs/{run['id']}/artifacts/model")
     assert (got.predict(df[["x1", "x2"]]) == model.predict(df[["x1", "x2"]])).all()
+
+
+def test_a_model_file_that_would_call_a_function_is_never_loaded(
+    admin: Client, proj: dict, tmp_path: Path, settings
+) -> None:
+    """skops would rebuild `exec` or `numpy.load` by name; a FunctionTransformer holding one
+    would call it on every prediction. Such a file is refused, naming the function."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    slug, df = proj["slug"], proj["df"]
+    store = ArtifactStore(settings.artifact_root)
+    from sklearn.linear_model import LogisticRegression
+
+    from mlteam.core.modelfiles import dump_sklearn
+
+    for func, name in ((exec, "builtins.exec"), (np.load, "numpy.load")):
+        folder = tmp_path / name
+        trap = _custom_model_dir(
+            df, folder, make_pipeline(FunctionTransformer(), LogisticRegression())
+        )
+        trap[0].func = func  # fitted as the identity; the file says: call `func` on the input
+        dump_sklearn(trap, str(folder / "model.skops"))
+        run = admin.create_run(slug, "custom", name="a model with a function in it")
+        for file in ("model.skops", "mlteam-model.json"):
+            admin.log_artifact(run["id"], folder / file, f"model/{file}")
+        with pytest.raises(InvalidInput, match=name.replace(".", r"\.")):
+            load_model(store, f"runs/{run['id']}/artifacts/model")
 
 
 def test_custom_code_logged_with_the_mlflow_client_registers(

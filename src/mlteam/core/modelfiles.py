@@ -16,7 +16,26 @@ import skops.io as sio
 
 from mlteam.core.errors import InvalidInput
 
-SAFE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.", "lightgbm.")
+# Types a file may hold beyond skops' own trusted set (scikit-learn's estimators, numpy
+# arrays, plain containers): the fitted parts of the model families people train. Named one by
+# one: a prefix such as "builtins." or "numpy." would also let through functions like
+# `builtins.exec` or `numpy.load`, which a FunctionTransformer would then call on every
+# prediction. The tree types are native structures skops cannot vouch for; the platform's own
+# recipes train them, so they are taken.
+TRUSTED_TYPES = frozenset(
+    {
+        "collections.OrderedDict",
+        "numpy.dtype",
+        "sklearn.tree._tree.Tree",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+        "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+        "lightgbm.basic.Booster",
+        "lightgbm.sklearn.LGBMClassifier",
+        "lightgbm.sklearn.LGBMRegressor",
+        "lightgbm.sklearn.LGBMRanker",
+    }
+)
 
 
 def dump_sklearn(model: Any, path: str) -> None:
@@ -25,7 +44,7 @@ def dump_sklearn(model: Any, path: str) -> None:
 
 def load_sklearn(data: bytes) -> Any:
     untrusted = sio.get_untrusted_types(data=data)
-    unsafe = [t for t in untrusted if not t.startswith(SAFE_PREFIXES)]
+    unsafe = [t for t in untrusted if t not in TRUSTED_TYPES]
     if unsafe:
         raise InvalidInput(
             f"model file holds types outside the allow-list: {', '.join(sorted(unsafe)[:5])}",
