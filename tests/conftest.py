@@ -281,3 +281,32 @@ def live_server(
     srv = ServerProcess(tmp_path_factory.mktemp("live"), databases.new()).start()
     yield srv
     srv.stop()
+
+
+class S3Endpoint:
+    """A local S3 endpoint over HTTP (moto's server, bucket `lake`): s3fs, botocore and the
+    platform speak the S3 protocol to it; only the store behind it is not AWS."""
+
+    def __init__(self, url: str, key: str, secret: str, client: object) -> None:
+        self.url, self.key, self.secret, self.client = url, key, secret, client
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[S3Endpoint]:
+    server_mod = pytest.importorskip("moto.server")
+    boto3 = pytest.importorskip("boto3")
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    key, secret = f"AKIA{uuid.uuid4().hex[:16].upper()}", uuid.uuid4().hex
+    url = f"http://{host}:{port}"
+    client = boto3.client(
+        "s3",
+        endpoint_url=url,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        region_name="us-east-1",
+    )
+    client.create_bucket(Bucket="lake")
+    yield S3Endpoint(url, key, secret, client)
+    server.stop()

@@ -8,12 +8,19 @@ from mlteam.core.artifacts import ArtifactStore, clean_key
 from mlteam.core.errors import InvalidInput, NotFound
 
 
-@pytest.fixture(params=["local", "memory"])
-def store(request, tmp_path) -> ArtifactStore:
-    root = (
-        str(tmp_path / "root") if request.param == "local" else f"memory://mlteam-{tmp_path.name}"
-    )
-    return ArtifactStore(root)
+@pytest.fixture(params=["local", "memory", "s3"])
+def store(request, tmp_path, monkeypatch) -> ArtifactStore:
+    if request.param == "local":
+        return ArtifactStore(str(tmp_path / "root"))
+    if request.param == "memory":
+        return ArtifactStore(f"memory://mlteam-{tmp_path.name}")
+    # Object storage as a team runs it: credentials and endpoint from the standard AWS settings.
+    s3 = request.getfixturevalue("s3_endpoint")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return ArtifactStore(f"s3://lake/{tmp_path.name}")
 
 
 @pytest.mark.parametrize("key", ["../x", "a/../../x", "/etc/passwd", "", "a\\b", "a/\x00"])

@@ -460,7 +460,7 @@ def test_new_input_version_triggers_a_run(admin, raw, platform, tmp_path):
         assert s.scalar(select(Pipeline.seen_inputs).where(Pipeline.name == "follow"))
 
 
-def test_cli_sources_and_pipelines(live_server, tmp_path):
+def test_cli_sources_and_pipelines(live_server, tmp_path, s3_endpoint):
     from typer.testing import CliRunner
 
     from mlteam.cli.main import app
@@ -487,21 +487,29 @@ def test_cli_sources_and_pipelines(live_server, tmp_path):
         ).output  # fmt: skip
         out += cli("data", "sources", "show", slug, "db").output
         assert password not in out and '"has_credentials": true' in out
+    s3_endpoint.client.put_object(Bucket="lake", Key=f"{slug}/x.csv", Body=b"id,v\n9,9\n")
+    out = cli(
+        "data", "sources", "create", slug, "lake", "--kind", "uri", "--uri",
+        f"s3://lake/{slug}/x.csv", "--endpoint-url", s3_endpoint.url,
+        MLTEAM_SOURCE_S3_KEY=s3_endpoint.key, MLTEAM_SOURCE_S3_SECRET=s3_endpoint.secret,
+    ).output  # fmt: skip
+    out += cli("data", "sources", "show", slug, "lake").output
+    assert s3_endpoint.secret not in out and s3_endpoint.url in out
     listed = json.loads(cli("data", "sources", "list", slug, "--json").output)
-    assert "r" in [s["name"] for s in listed]
+    assert {"r", "lake"} <= {s["name"] for s in listed}
     spec = tmp_path / "p.yaml"
     spec.write_text(
         "name: doubled\n"
-        "inputs: {r: 'source:r'}\n"
+        "inputs: {r: 'source:r', lake: 'source:lake'}\n"
         "params: {k: 2}\n"
-        "steps:\n  - name: d\n    sql: SELECT id, v * $k AS v FROM r\n"
+        "steps:\n  - name: d\n    sql: SELECT id, v * $k AS v FROM (FROM r UNION ALL FROM lake)\n"
         "checks:\n  - {type: range, column: v, min: 0}\n"
     )
     cli("data", "pipelines", "create", slug, str(spec))
     res = cli("data", "pipelines", "run", slug, "doubled", "-p", "k=3")
     assert "doubled v1 published" in res.output and "ok   range(v)" in res.output
     res = cli("data", "pipelines", "run", slug, "doubled", "-p", "k=-1", code=1)
-    assert "FAIL range(v): 2 rows" in res.output, res.output
+    assert "FAIL range(v): 3 rows" in res.output, res.output
     runs = json.loads(cli("data", "pipelines", "runs", slug, "doubled", "--json").output)
     assert [r["state"] for r in runs] == ["failed", "succeeded"]
     shown = json.loads(cli("data", "pipelines", "show", slug, "doubled").output)
@@ -586,6 +594,54 @@ def test_s3_keys_are_sealed_and_sources_in_use_stay(admin, project):
     admin.delete_pipeline(project, "p")
     admin.delete_source(project, "lake")
     assert admin.sources(project) == []
+
+
+def test_s3_source_is_read_by_a_pipeline(admin, project, s3_endpoint):
+    url, key, secret = s3_endpoint.url, s3_endpoint.key, s3_endpoint.secret
+    s3 = s3_endpoint.client
+    import io
+
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"id": [1, 2, 3], "amount": [10.0, 20.0, 30.0]}), buf)
+    s3.put_object(Bucket="lake", Key=f"{project}/events.parquet", Body=buf.getvalue())
+    s3.put_object(Bucket="lake", Key=f"{project}/more.csv", Body=b"id,amount\n4,40.5\n")
+    for name, file in (("events", "events.parquet"), ("more", "more.csv")):
+        admin.create_source(
+            project,
+            name,
+            "uri",
+            {"uri": f"s3://lake/{project}/{file}", "options": {"endpoint_url": url}},
+            credentials={"key": key, "secret": secret},
+        )
+    admin.create_pipeline(
+        project,
+        {
+            "name": "from-s3",
+            "inputs": {"e": "source:events", "m": "source:more"},
+            "steps": [{"sql": "SELECT id, amount FROM e UNION ALL SELECT id, amount FROM m"}],
+            "checks": [{"type": "unique", "columns": ["id"]}],
+        },
+    )
+    job = admin.wait(admin.run_pipeline(project, "from-s3")["id"], timeout=120, poll=0.1)
+    assert job["result"]["rows"] == 4
+    table = admin.read_arrow(project, "from-s3")
+    assert sorted(table.column("amount").to_pylist()) == [10.0, 20.0, 30.0, 40.5]
+
+    # A missing object: the run fails naming the source, and the keys appear nowhere.
+    admin.create_source(
+        project,
+        "gone",
+        "uri",
+        {"uri": f"s3://lake/{project}/gone.parquet", "options": {"endpoint_url": url}},
+        credentials={"key": key, "secret": secret},
+    )
+    admin.create_pipeline(
+        project,
+        {"name": "gone", "inputs": {"g": "source:gone"}, "steps": [{"sql": "SELECT * FROM g"}]},
+    )
+    failed = _failed(admin, admin.run_pipeline(project, "gone"))
+    assert "source gone" in failed["error"], failed["error"]
+    assert secret not in json.dumps(failed) and key not in json.dumps(failed)
 
 
 def test_secret_box_key_from_setting_or_generated_once(tmp_path):

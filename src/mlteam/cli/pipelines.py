@@ -53,6 +53,9 @@ def create_source(
     s3_secret: str | None = typer.Option(
         None, envvar="MLTEAM_SOURCE_S3_SECRET", help="uri: s3 secret (stored encrypted)."
     ),
+    endpoint_url: str | None = typer.Option(
+        None, help="uri: an S3-compatible endpoint (MinIO, Ceph, ...) instead of AWS."
+    ),
 ) -> None:
     """Add a source: a dataset version, a file at a URI, or a SQL table or query."""
     with errors():
@@ -63,6 +66,8 @@ def create_source(
             }
         elif kind == "uri":
             config = {"uri": uri, "format": format}
+            if endpoint_url:
+                config["options"] = {"endpoint_url": endpoint_url}
         else:
             config = {"url": url, "table": table_name, "query": query}
         creds = {k: v for k, v in {"key": s3_key, "secret": s3_secret}.items() if v}
