@@ -310,7 +310,9 @@ def _bin_sql(expr: str, lo: float, width: float) -> str:
 
 
 def _from_bins(con: duckdb.DuckDBPyConnection, rel: str, col: dict[str, Any]) -> None:
-    """Histogram, mean, std, distinct and exact quartiles of a numeric column of many values."""
+    """Histogram, mean, std, distinct and exact quartiles of a numeric column of many values:
+    one GROUP BY over the fine bins, then one read for the distinct count and the values of
+    the bins that hold the quartiles."""
     x = f"{q(col['name'])}::DOUBLE"
     lo, hi = col["min"], col["max"]
     non_null = col["count"] - col["nulls"]
@@ -320,7 +322,7 @@ def _from_bins(con: duckdb.DuckDBPyConnection, rel: str, col: dict[str, Any]) ->
             quantiles=_quartiles_dict([lo, lo, lo]), histogram=_histogram(lo, hi, [non_null])
         )
         return
-    bins = _bin_stats(con, rel, x, f"{x} IS NOT NULL", lo, (hi - lo) / FINE, distinct=True)
+    bins = _bin_stats(con, rel, x, f"{x} IS NOT NULL", lo, (hi - lo) / FINE)
     n = np.array([b[1] for b in bins], dtype=np.int64)
     avg = np.array([b[2] for b in bins])
     var = np.array([b[3] for b in bins])
@@ -332,12 +334,20 @@ def _from_bins(con: duckdb.DuckDBPyConnection, rel: str, col: dict[str, Any]) ->
     col.update(
         mean=mean,
         std=math.sqrt(m2 / (non_null - 1)) if non_null > 1 else None,
-        distinct=min(non_null, sum(int(b[6]) for b in bins)),
-        distinct_approx=True,
         histogram=_histogram(lo, hi, counts),
     )
     ranks = {r for p in QUARTILES for r in _ranks(non_null, p)}
-    values, exact = _values_at(con, rel, x, bins, ranks, REFINE_LEVELS)
+    values, to_read, exact = _locate(con, rel, x, bins, ranks, 0, REFINE_LEVELS)
+    # HyperLogLog in the same read: an ungrouped one costs a third of one per bin
+    ranges = " OR ".join(f"{x} BETWEEN {a!r} AND {b!r}" for a, b, _, _ in to_read) or "false"
+    distinct, got = con.execute(
+        f"SELECT approx_count_distinct({x}), list({x}) FILTER (WHERE {ranges}) FROM {rel}"
+    ).fetchone() or (0, None)
+    got = np.array(got or [], dtype=float)
+    for a, b, first, inside in to_read:
+        chosen = np.sort(got[(got >= a) & (got <= b)])
+        values.update({r: float(chosen[r - first]) for r in inside})
+    col.update(distinct=min(non_null, int(distinct)), distinct_approx=True)
     col["quantiles_exact"] = exact
     col["quantiles"] = _quartiles_dict(
         [_interpolate(values.__getitem__, non_null, p) for p in QUARTILES]
@@ -345,20 +355,13 @@ def _from_bins(con: duckdb.DuckDBPyConnection, rel: str, col: dict[str, Any]) ->
 
 
 def _bin_stats(
-    con: duckdb.DuckDBPyConnection,
-    rel: str,
-    x: str,
-    where: str,
-    lo: float,
-    width: float,
-    distinct: bool = False,
+    con: duckdb.DuckDBPyConnection, rel: str, x: str, where: str, lo: float, width: float
 ) -> list[tuple[Any, ...]]:
-    """(bin, count, mean, population variance, min, max[, approx distinct]) of each non-empty
-    fine bin of `x` over the rows matching `where`, in bin order."""
-    hll = f", approx_count_distinct({x})" if distinct else ""
+    """(bin, count, mean, population variance, min, max) of each non-empty fine bin of `x`
+    over the rows matching `where`, in bin order."""
     return con.execute(
         f"SELECT {_bin_sql(x, lo, width)} AS b, count(*), avg({x}), var_pop({x}), min({x}), "
-        f"max({x}){hll} FROM {rel} WHERE {where} GROUP BY b ORDER BY b"
+        f"max({x}) FROM {rel} WHERE {where} GROUP BY b ORDER BY b"
     ).fetchall()
 
 
@@ -368,50 +371,48 @@ def _ranks(n: int, p: float) -> list[int]:
     return [r] if h == r else [r, r + 1]
 
 
-def _values_at(
+def _locate(
     con: duckdb.DuckDBPyConnection,
     rel: str,
     x: str,
     bins: list[tuple[Any, ...]],
     ranks: set[int],
+    offset: int,
     levels: int,
-) -> tuple[dict[int, float], bool]:
-    """The values of the given ranks (0-based, in order) among the values the `bins` counted,
-    found from the per-bin counts: a bin of one value answers at once, the values of bins of
-    few values are read (one query) and sorted, a full bin is binned again.
+) -> tuple[dict[int, float], list[tuple[float, float, int, list[int]]], bool]:
+    """Where the values of the given ranks (0-based, in order, among the values the `bins`
+    counted, numbered from `offset`) are: known at once in a bin of one value, else in a bin
+    of few values to be read; a bin too full to read is binned again (a GROUP BY restricted
+    to it), at most `levels` deep, past which the value is interpolated within its bin.
 
+    Returns (rank -> value known, [(min, max, first rank, ranks) of each bin to read], exact).
     A bin's values are exactly those between its min and max (the bin of a value only grows
-    with the value), so a range filter, which DuckDB pushes into the scan, selects them."""
-    out: dict[int, float] = {}
+    with the value), so a range filter selects them."""
+    known: dict[int, float] = {}
+    to_read: list[tuple[float, float, int, list[int]]] = []
     exact = True
-    to_read: list[tuple[float, float, int, list[int]]] = []  # (min, max, first rank, ranks)
-    start = 0
-    for _b, count, _avg, _var, bmin, bmax, *_ in bins:
+    start = offset
+    for _b, count, _avg, _var, bmin, bmax in bins:
         count, bmin, bmax = int(count), float(bmin), float(bmax)
         inside = [r for r in ranks if start <= r < start + count]
         if not inside:
             pass
         elif bmin == bmax:
-            out.update({r: bmin for r in inside})
+            known.update({r: bmin for r in inside})
         elif count <= REFINE_MAX:
             to_read.append((bmin, bmax, start, inside))
         elif levels > 1:
             where = f"{x} BETWEEN {bmin!r} AND {bmax!r}"
             sub_bins = _bin_stats(con, rel, x, where, bmin, (bmax - bmin) / FINE)
-            found, ok = _values_at(con, rel, x, sub_bins, {r - start for r in inside}, levels - 1)
-            out.update({start + r: v for r, v in found.items()})
+            k, more, ok = _locate(con, rel, x, sub_bins, set(inside), start, levels - 1)
+            known.update(k)
+            to_read += more
             exact = exact and ok
         else:  # out of levels: interpolate within a bin of width (max-min)/FINE^levels
             exact = False
-            out.update({r: bmin + (bmax - bmin) * (r - start + 0.5) / count for r in inside})
+            known.update({r: bmin + (bmax - bmin) * (r - start + 0.5) / count for r in inside})
         start += count
-    if to_read:
-        ranges = " OR ".join(f"{x} BETWEEN {a!r} AND {b!r}" for a, b, _, _ in to_read)
-        got = con.execute(f"SELECT {x} AS v FROM {rel} WHERE {ranges}").fetchnumpy()["v"]
-        for a, b, first, inside in to_read:
-            values = np.sort(got[(got >= a) & (got <= b)])
-            out.update({r: float(values[r - first]) for r in inside})
-    return out, exact
+    return known, to_read, exact
 
 
 def _moments_fallback(con: duckdb.DuckDBPyConnection, rel: str, col: dict[str, Any]) -> None:
@@ -433,14 +434,17 @@ def _moments_fallback(con: duckdb.DuckDBPyConnection, rel: str, col: dict[str, A
 
 
 def _top_k(con: duckdb.DuckDBPyConnection, rel: str, col: dict[str, Any]) -> None:
-    """The TOP most frequent values of a column of many values (not floats, not ~unique)."""
+    """The TOP most frequent values of a column of many values (not floats, not ~unique);
+    the GROUP BY that finds them also makes the distinct count exact."""
     non_null = col["count"] - col["nulls"]
     typ = col["type"]
     if typ in ("FLOAT", "DOUBLE") or not _orderable(typ) or col["distinct"] >= 0.9 * non_null:
         return
     name = q(col["name"])
     rows = con.execute(
-        f"SELECT {name}, count(*) FROM {rel} WHERE {name} IS NOT NULL "
-        f"GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {TOP}"
+        f"SELECT v, n, count(*) OVER () FROM (SELECT {name} AS v, count(*) AS n FROM {rel} "
+        f"WHERE {name} IS NOT NULL GROUP BY 1) ORDER BY n DESC, v LIMIT {TOP}"
     ).fetchall()
-    col["top_values"] = [{"value": jsonable(v), "count": int(n)} for v, n in rows]
+    col["top_values"] = [{"value": jsonable(v), "count": int(n)} for v, n, _ in rows]
+    if rows:
+        col.update(distinct=int(rows[0][2]), distinct_approx=False)
