@@ -625,7 +625,7 @@ def test_a_sql_rule_baseline_is_served(admin: Client, srv: dict, tmp_path: Path)
     assert inv.json() == {"predictions": expected}
 
 
-def test_the_log_keeps_large_numeric_inputs_as_values_and_reads_them_back_as_json(
+def test_the_log_keeps_numeric_inputs_as_values_and_reads_them_back_as_json(
     tmp_path: Path,
 ) -> None:
     import math
@@ -647,16 +647,23 @@ def test_the_log_keeps_large_numeric_inputs_as_values_and_reads_them_back_as_jso
     log.append_batch(predlog.Batch(now, "d", 1, "v", "live", ["s"], small, [1], 1.0))
     ids = [f"p{i}" for i in range(40)]
     log.append_batch(predlog.Batch(now, "d", 1, "v", "live", ids, big, [0] * 40, 4.0))
-    assert log.flush() == 41
-    # stored as values (no JSON written for the 40-row request) ...
+    # a request with a text column stays JSON, in the same segment
+    log.append_batch(
+        predlog.Batch(now, "d", 1, "v", "live", ["t"], {"a": ["x"], "b c": [2.5]}, ["yes"], 1.0)
+    )
+    assert log.flush() == 42
+    # stored as values (no JSON written, for the single row as for the 40 rows) ...
     (segment,) = glob.glob(str(tmp_path / "predictions" / "d" / "*.parquet"))
     stored = pq.read_table(segment)
-    assert stored.column("inputs").null_count == 40 and stored.column("input_values")[1] is not None
+    assert stored.column("inputs").null_count == 41
+    assert stored.column("input_values").null_count == 1
     # ... and read back as the same JSON objects, in the readers' schema
     table = log.read("d")
-    assert table.schema == predlog.SCHEMA and table.num_rows == 41
+    assert table.schema == predlog.SCHEMA and table.num_rows == 42
     rows = table.to_pylist()
-    assert [r["prediction_id"] for r in rows] == ["s", *ids]
+    assert [r["prediction_id"] for r in rows] == ["s", *ids, "t"]
+    text = rows.pop()
+    assert json.loads(text["inputs"]) == {"a": "x", "b c": 2.5} and text["output"] == '"yes"'
     for r, values in zip(rows[1:], data, strict=True):
         got = json.loads(r["inputs"])
         assert list(got) == ["a", "b c"]

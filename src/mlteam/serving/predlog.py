@@ -6,18 +6,19 @@ most the rows of the last interval. Segments are written atomically (temp name, 
 reader never sees half a segment.
 
 What a reader gets (`read`, `SCHEMA`) has every row's inputs as a JSON object. A segment stores
-the inputs of a large all-numbers request more cheaply (`STORED`): the values as a list of
-doubles and the column names once per row in a dictionary-encoded column; `read` rebuilds the
-JSON. Writing JSON for a 1,000-row request cost ~8 ms of CPU (float formatting and compressing
-the repeated keys), more than answering it. The values are kept as each row's float64 bytes in
-one binary column written uncompressed: as a Parquet list of doubles compressed with zstd they
-cost ~1.5 ms of the writer's CPU per 1,000 rows of 30 columns, as bytes ~0.4 ms, for ~6% more
-disk (measured bits of doubles hardly compress). Segments written before hold a list of doubles
-there, and read back the same.
+the inputs of every all-numbers request more cheaply (`STORED`): each row's values as float64
+bytes in one binary column written uncompressed, the column names once per row in a
+dictionary-encoded column; `read` rebuilds the JSON. Writing JSON cost the writer ~8 ms of CPU
+for a 1,000-row request (float formatting, compressing the repeated keys), more than answering
+it, and ~15 µs a single row (a fifth of what the request itself then cost); the bytes cost
+~0.4 ms per 1,000 rows of 30 columns and next to nothing a row (values as a zstd-compressed
+Parquet list of doubles: ~1.5 ms). Doubles' low bits hardly compress: ~6% more disk. Segments
+written before hold a list of doubles there, or JSON, and read back the same.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import threading
@@ -62,10 +63,6 @@ STORED = pa.schema(
 # zstd everywhere but on the values' bytes (see the module's docstring)
 COMPRESSION = {name: "zstd" for name in STORED.names} | {"input_values": "none"}
 
-# From this many rows on, an all-numbers request's inputs are stored as values (see STORED);
-# below it, as JSON written by Python row by row (cheaper for a single row).
-ARROW_MIN_ROWS = 16
-
 
 def _number_json(values: list[Any]) -> list[str] | None:
     """JSON texts of plain numbers and booleans in one `json.dumps` call, or None."""
@@ -109,7 +106,7 @@ class Batch:
     def stored_matrix(self) -> np.ndarray | None:
         """The inputs as a float matrix when they are kept as values, not JSON."""
         matrix = getattr(self.columns, "matrix", None)
-        if matrix is not None and len(self.ids) >= ARROW_MIN_ROWS and self.columns:
+        if matrix is not None and self.columns and len(matrix) == len(self.ids):
             return matrix
         return None
 
@@ -129,9 +126,10 @@ class Batch:
 
 
 class _Columns:
-    """The log's columns for one segment, gathered batch by batch. The values a batch shares
-    (time, deployment, revision, version, mode, latency) are kept once per batch and
-    repeated by numpy when the table is built."""
+    """The log's columns for one segment, gathered batch by batch with a few list appends
+    each; the arrays are built once per segment (`table`). The values a batch shares (time,
+    deployment, revision, version, mode, latency, column names) are kept once per batch and
+    repeated by Arrow then."""
 
     def __init__(self) -> None:
         self.ids: list[str] = []
@@ -142,11 +140,10 @@ class _Columns:
         self.version: list[str] = []
         self.mode: list[str] = []
         self.latency: list[float] = []
-        self.inputs: list[pa.Array] = []  # chunks, in row order
-        self.names: list[pa.Array] = []
-        self.values: list[pa.Array] = []
-        self.pending_inputs: list[str] = []
-        self.outputs: list[str] = []
+        self.names: list[str | None] = []  # per batch: JSON list of the columns, or None
+        self.matrices: list[np.ndarray] = []  # the values of the batches kept as values
+        self.texts: list[list[str] | None] = []  # per batch: inputs as JSON, or None
+        self.outputs: list[list[Any]] = []  # per batch, as answered
 
     def _shared(
         self, n: int, ts: datetime, deployment: str, revision: int, version: str, mode: str
@@ -165,17 +162,13 @@ class _Columns:
         self.ids.extend(b.ids)
         matrix = b.stored_matrix()
         if matrix is None:
-            self.pending_inputs.extend(b.inputs_json())
+            self.texts.append(b.inputs_json())
+            self.names.append(None)
         else:
-            self._close_inputs()
-            rows, width = matrix.shape
-            size = width * 8
-            offsets = pa.py_buffer(np.arange(0, rows * size + 1, size, dtype=np.int32))
-            flat = pa.py_buffer(np.ascontiguousarray(matrix, dtype="<f8"))
-            self.inputs.append(pa.nulls(rows, pa.string()))
-            self.names.append(pa.repeat(pa.scalar(json.dumps(list(b.columns))), rows))
-            self.values.append(pa.Array.from_buffers(pa.binary(), rows, [None, offsets, flat]))
-        self.outputs.extend(b.outputs_json())
+            self.texts.append(None)
+            self.names.append(_names_json(tuple(b.columns)))
+            self.matrices.append(matrix)
+        self.outputs.append(b.outputs)
 
     def add_row(self, row: dict[str, Any]) -> None:
         self._shared(
@@ -188,47 +181,99 @@ class _Columns:
         )
         self.latency.append(row["latency_ms"])
         self.ids.append(row["prediction_id"])
-        self.pending_inputs.append(row["inputs"])
-        self.outputs.append(row["output"])
-
-    def _close_inputs(self) -> None:
-        if self.pending_inputs:
-            n = len(self.pending_inputs)
-            self.inputs.append(pa.array(self.pending_inputs, pa.string()))
-            self.names.append(pa.nulls(n, pa.string()))
-            self.values.append(pa.nulls(n, pa.binary()))
-            self.pending_inputs = []
+        self.texts.append([row["inputs"]])
+        self.names.append(None)
+        self.outputs.append([json.loads(row["output"])])
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    def _inputs(self) -> pa.Array:
+        if all(t is None for t in self.texts):
+            return pa.nulls(len(self.ids), pa.string())
+        rows: list[str | None] = []
+        for n, texts in zip(self.counts, self.texts, strict=True):
+            rows.extend([None] * n if texts is None else texts)
+        return pa.array(rows, pa.string())
+
+    def _values(self) -> pa.Array:
+        """The binary column of values: each row's float64 bytes, null where JSON is kept."""
+        n = len(self.ids)
+        if not self.matrices:
+            return pa.nulls(n, pa.binary())
+        kept = np.array([t is None for t in self.texts])
+        valid = np.repeat(kept, self.counts)
+        widths = np.array([m.shape[1] * 8 for m in self.matrices], dtype=np.int64)
+        sizes = np.zeros(n, dtype=np.int64)
+        sizes[valid] = np.repeat(widths, np.asarray(self.counts)[kept])
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        flat = np.concatenate(
+            [np.ascontiguousarray(m, dtype="<f8").reshape(-1) for m in self.matrices]
+        )
+        bitmap = None if valid.all() else pa.array(valid).buffers()[1]
+        return pa.Array.from_buffers(
+            pa.large_binary(),
+            n,
+            [bitmap, pa.py_buffer(offsets), pa.py_buffer(flat)],
+            null_count=n - int(valid.sum()),
+        ).cast(pa.binary())
+
+    def _outputs(self) -> pa.Array:
+        """Each row's answer as JSON text. Runs of batches answered with Python ints (a
+        classifier's labels) are turned into text by Arrow in one call; the other runs by
+        `json` (NaN, strings, ...)."""
+        parts: list[pa.Array] = []
+        run: list[Any] = []
+        run_ints = True
+        for outs in self.outputs:
+            ints = set(map(type, outs)) == {int}
+            if run and ints != run_ints:
+                parts.append(_outputs_text(run, run_ints))
+                run = []
+            run.extend(outs)
+            run_ints = ints
+        if run:
+            parts.append(_outputs_text(run, run_ints))
+        return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+
     def table(self) -> pa.Table:
-        self._close_inputs()
+        batch = pa.array(np.repeat(np.arange(len(self.counts)), self.counts))
 
-        def chunks(parts: list[pa.Array], kind: pa.DataType) -> pa.Array:
-            return pa.concat_arrays(parts) if parts else pa.array([], kind)
-
-        counts = np.asarray(self.counts)
-
-        def rep(values: list[Any], dtype: Any) -> np.ndarray:
-            return np.repeat(np.asarray(values, dtype=dtype), counts)
+        def rep(values: list[Any], kind: pa.DataType) -> pa.Array:
+            return pa.array(values, kind).take(batch)
 
         return pa.table(
             [
                 pa.array(self.ids, pa.string()),
-                pa.array(rep(self.ts, np.int64)).cast(SCHEMA.field("ts").type),
-                pa.array(rep(self.deployment, object), pa.string()),
-                pa.array(rep(self.revision, np.int32)),
-                pa.array(rep(self.version, object), pa.string()),
-                pa.array(rep(self.mode, object), pa.string()),
-                chunks(self.inputs, pa.string()),
-                pa.array(self.outputs, pa.string()),
-                pa.array(rep(self.latency, np.float64)),
-                chunks(self.names, pa.string()),
-                chunks(self.values, pa.binary()),
+                rep(self.ts, pa.int64()).cast(SCHEMA.field("ts").type),
+                rep(self.deployment, pa.string()),
+                rep(self.revision, pa.int32()),
+                rep(self.version, pa.string()),
+                rep(self.mode, pa.string()),
+                self._inputs(),
+                self._outputs(),
+                rep(self.latency, pa.float64()),
+                rep(self.names, pa.string()),
+                self._values(),
             ],
             schema=STORED,
         )
+
+
+def _outputs_text(outputs: list[Any], ints: bool) -> pa.Array:
+    if ints:
+        try:
+            return pa.array(outputs, pa.int64()).cast(pa.string())
+        except (OverflowError, pa.ArrowInvalid):  # past int64: json writes any int
+            pass
+    texts = _number_json(outputs)
+    return pa.array(texts if texts is not None else [json.dumps(o) for o in outputs], pa.string())
+
+
+@functools.lru_cache(maxsize=256)
+def _names_json(names: tuple[str, ...]) -> str:
+    return json.dumps(list(names))
 
 
 def _readable(table: pa.Table) -> pa.Table:
