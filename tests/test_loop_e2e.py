@@ -75,6 +75,19 @@ def test_whole_loop_over_http(live_admin: Client, cancer_csv) -> None:
     assert mv["version"] == 1 and mv["run_id"] == best["id"]
     assert mv["lineage"]["dataset_versions"][0]["id"] == v1["id"]
     assert mv["metrics"]["accuracy"] == best["metrics"]["accuracy"]
+    assert c.project(slug)["phase"] == "experimentation"  # registered, not yet through gates
+
+    # QA's gates: the version passes them, and only then is the project in development
+    c.create_gate_set(
+        slug,
+        "release",
+        [
+            {"type": "metric", "metric": "accuracy", "min": 0.9},
+            {"type": "beats_baseline", "metric": "accuracy"},
+        ],
+    )
+    ev = c.wait(c.evaluate(slug, "clf", 1, gate_set="release", bootstrap=20)["id"], timeout=300)
+    assert ev["result"]["passed"] is True, ev["result"]
     assert c.project(slug)["phase"] == "development"
 
     # d. deploy and predict, one id per prediction

@@ -171,8 +171,8 @@ def phase(session: Session, project: Project) -> str:
     """Derived from state, never set: ideation → experimentation → development → production
     → iteration (DESIGN.md). Asks each capability's service, not its tables."""
     from mlteam.data import service as data
+    from mlteam.evaluation import service as evaluation
     from mlteam.monitoring import service as monitoring
-    from mlteam.registry import service as registry
     from mlteam.serving import service as serving
     from mlteam.tracking import service as tracking
 
@@ -182,7 +182,7 @@ def phase(session: Session, project: Project) -> str:
         return "iteration"
     if serving.count_live_deployments(session, project.id):
         return "production"
-    if registry.count_versions(session, project.id):
+    if evaluation.count_passing(session, project.id):  # a registered version passed its gates
         return "development"
     if data.count_versions(session, project.id) or tracking.count_runs(session, project.id):
         return "experimentation"

@@ -697,12 +697,3 @@ def describe_model(session: Session, model: RegisteredModel) -> dict[str, Any]:
         "aliases": model_aliases(session, model),
         "latest_version": latest,
     }
-
-
-def count_versions(session: Session, project_id: str) -> int:
-    return int(
-        session.scalar(
-            select(func.count(ModelVersion.id)).where(ModelVersion.project_id == project_id)
-        )
-        or 0
-    )
