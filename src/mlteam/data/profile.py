@@ -3,26 +3,27 @@
 For each column: type, count, nulls, distinct values, min/max; for numbers mean/std, quartiles
 (`quantile_cont` semantics) and a 20-bin equal-width histogram; for everything but floats the
 ten most frequent values. Every figure is exact except the distinct count of a column of many
-values (HyperLogLog; `distinct_approx` says which) and, in a rare case, quartiles
-(`quantiles_exact` says which). Nothing is computed on a sample. Values are plain JSON.
+values (HyperLogLog; `distinct_approx` says which) and, in rare cases, quartiles
+(`quantiles_exact` says which: a number column holding an infinity or NaN has no bins, and its
+quartiles past REFINE_MAX values come from a Bernoulli sample). Values are plain JSON.
 
 It runs on every publish, so it reads each column once or twice and no more:
 - count, nulls, min/max: DuckDB answers min/max from the Parquet footer statistics and counts
   nulls from validity masks alone.
 - a column of few values (dictionary-encoded in every row group of the Parquet file; for another
   relation, an approximate distinct count of at most MAP_MAX) gets one GROUP BY value: from that
-  value → count map come its exact distinct count and top values and, for a number, exact mean,
+  value -> count map come its exact distinct count and top values and, for a number, exact mean,
   std, quartiles and histogram.
 - another numeric column gets one GROUP BY over FINE equal-width bins between its min and max
-  (known beforehand from the footer): per bin the count, mean, variance, min, max and a
-  HyperLogLog count. Those give the histogram (each of the BINS bins is FINE / BINS fine ones),
-  the mean and std (per-bin moments merged by Chan's formula), the distinct count (bins hold
-  disjoint values, so their counts add) and the bin that holds each quartile's rank. One more
-  read of the values in those few bins makes the quartiles exact; a bin too full to read
-  (> REFINE_MAX values) is split into FINE bins again, at most REFINE_LEVELS times, after which
-  the quartile is interpolated within its (by then tiny) bin and `quantiles_exact` is false.
-- another column gets a HyperLogLog distinct count and, unless (nearly) unique and for all but
-  floats, a top-k GROUP BY.
+  (known beforehand from the footer): per bin the count, mean, variance, min and max. Those give
+  the histogram (each of the BINS bins is FINE / BINS fine ones), the mean and std (per-bin
+  moments merged by Chan's formula) and the bin that holds each quartile's rank. One more read
+  gets a HyperLogLog distinct count and the values in those few bins, which makes the quartiles
+  exact; a bin too full to read (> REFINE_MAX values) is binned again, at most REFINE_LEVELS
+  deep, after which the quartile is interpolated within its (by then tiny) bin and
+  `quantiles_exact` is false.
+- another column gets a HyperLogLog distinct count; unless it is (nearly) unique or a float, a
+  top-k GROUP BY gives its top values and its exact distinct count.
 """
 
 from __future__ import annotations
@@ -360,8 +361,8 @@ def _bin_stats(
     """(bin, count, mean, population variance, min, max) of each non-empty fine bin of `x`
     over the rows matching `where`, in bin order."""
     return con.execute(
-        f"SELECT {_bin_sql(x, lo, width)} AS b, count(*), avg({x}), var_pop({x}), min({x}), "
-        f"max({x}) FROM {rel} WHERE {where} GROUP BY b ORDER BY b"
+        f"SELECT {_bin_sql(x, lo, width)}, count(*), avg({x}), var_pop({x}), min({x}), "
+        f"max({x}) FROM {rel} WHERE {where} GROUP BY 1 ORDER BY 1"  # no alias: it could be a column
     ).fetchall()
 
 
