@@ -5,9 +5,9 @@
 
 Two scikit-learn-API models, each fitted once here: GradientBoostingClassifier on breast_cancer
 (30 features) and LGBMClassifier (LightGBM) on a 30-feature synthetic set (make_classification,
-5,000 rows). Each is served by `mlflow models serve --env-manager local` (one uvicorn worker,
-its default; one server per model) and by `mlteam server` (one uvicorn worker), all on
-loopback. mlteam gets each model as training logs it: `model.skops` plus, because the ONNX
+5,000 rows). Each is served by `mlflow models serve --env-manager local -w N` (one server per
+model) and by `mlteam server` with `MLTEAM_WORKERS=N`, all on loopback: N uvicorn worker
+processes each, `--workers` (default 2, the machine's cores; MLflow's own default is 1). mlteam gets each model as training logs it: `model.skops` plus, because the ONNX
 export answers the same (labels equal on every training row, checked here as training checks
 it), `model.onnx` with the meta of the contract, so mlteam serves it through ONNX Runtime; the
 JSON line says which runtime served (`runtime`).
@@ -305,6 +305,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller, under a minute")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="server processes of every server, mlteam's and MLflow's alike (default 2)",
+    )
     args = ap.parse_args()
     seconds = 1.0 if args.quick else 4.0
     rounds = 1 if args.quick else 3
@@ -328,7 +334,7 @@ def main() -> None:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "mlteam.cli.main", "server", "--port", str(port)]
                 + ["--log-level", "warning"],
-                env={**tenv, **extra},
+                env={**tenv, "MLTEAM_WORKERS": str(args.workers), **extra},
                 stdout=open(tmp / f"mlteam-{mode}.log", "wb"),  # noqa: SIM115
                 stderr=subprocess.STDOUT,
             )
@@ -355,7 +361,7 @@ def main() -> None:
             m["mport"] = free_port()
             m["mproc"] = subprocess.Popen(
                 [bin_dir + "/mlflow", "models", "serve", "-m", str(mdir), "-p", str(m["mport"])]
-                + ["--env-manager", "local", "-h", "127.0.0.1"],
+                + ["--env-manager", "local", "-h", "127.0.0.1", "-w", str(args.workers)],
                 env=env,
                 stdout=open(tmp / f"mlflow-{key}.log", "wb"),  # noqa: SIM115
                 stderr=subprocess.STDOUT,
@@ -444,7 +450,8 @@ def main() -> None:
                 ),
             }
             for url, headers, _ in targets.values():
-                drive(url, b1, headers, 2, warm, 1)  # warm up
+                # warm up: eight connections, so every worker process has loaded the model
+                drive(url, b1, headers, 8, warm, 1)
             # rounds of every measurement, the servers taking turns (in reverse order every
             # other round) so the machine's load drifts over all of them alike; each figure is
             # the round with the median throughput, every round's throughput kept
@@ -500,6 +507,7 @@ def main() -> None:
                 {
                     "bench": "serving",
                     "quick": args.quick,
+                    "workers": args.workers,
                     **{k: head[k] for k in keys},
                     "models": res,
                 }

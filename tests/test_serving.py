@@ -491,6 +491,40 @@ def test_prediction_log_keeps_every_request_through_sigterm(
     assert os.path.getsize(files[0]) > 0
 
 
+def test_two_worker_processes_switch_together_and_log_every_request_through_sigterm(
+    live_server, live: dict, server_factory
+) -> None:
+    # `mlteam server --workers 2` (MLTEAM_WORKERS): connections land on either process; each
+    # reads the deployment's pointer per request and flushes its own log when stopped
+    name = uid("two")
+    dep = live["c"].deploy(live["slug"], name, "clf", 1)
+    replica = server_factory(home=live_server.home, db_url=live_server.db_url)
+    replica.env["MLTEAM_PREDICTION_FLUSH_SECONDS"] = "30"  # nothing written before the stop
+    replica.env["MLTEAM_WORKERS"] = "2"
+    replica.start()
+    headers = {"Authorization": f"Bearer {live['token']}"}
+    url = f"{replica.url}/api/v1/deployments/{name}/predict"
+    versions = []
+    for i in range(40):
+        if i == 20:  # a switch made through one process holds at once in both
+            with Client(replica.url, live["token"]) as c:
+                c.revise(name, [{"model": "clf", "version": 2, "weight": 100}])
+        row = live["rows"][i % 5 : i % 5 + 1]
+        r = httpx.post(url, json={"inputs": row}, headers=headers, timeout=30)  # new connection
+        assert r.status_code == 200, r.text
+        versions.append(r.json()["version"])
+    assert versions == [1] * 20 + [2] * 20
+    folder = live_server.home / "artifacts" / "predictions" / dep["id"]
+    assert not glob.glob(str(folder / "*.parquet"))
+    replica.proc.send_signal(15)
+    assert replica.proc.wait(timeout=60) in (0, -15)
+    files = glob.glob(str(folder / "*.parquet"))
+    con = duckdb.connect()
+    count = con.execute("SELECT count(*) FROM read_parquet(?)", [files]).fetchall()[0][0]
+    con.close()
+    assert count == 40
+
+
 def test_cli_revise_show_rollback(live_server, live: dict) -> None:
     name, token = uid("cli"), live["token"]
     live["c"].deploy(live["slug"], name, "clf", 1)

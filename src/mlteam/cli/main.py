@@ -30,9 +30,16 @@ def server_cmd(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
+    workers: int = typer.Option(
+        1,
+        min=1,
+        envvar="MLTEAM_WORKERS",
+        help="Server processes sharing the port (uvicorn workers); each loads the models it "
+        "serves, keeps its own prediction log buffer and counts its own metrics.",
+    ),
 ) -> None:
     """Serve the REST API (migrations are applied at start)."""
-    server.serve(host, port, log_level)
+    server.serve(host, port, log_level, workers)
 
 
 app.command("demo")(demo.demo)

@@ -10,14 +10,33 @@ app = typer.Typer(help="Run the server.")
 db_app = typer.Typer(help="The metadata store.", no_args_is_help=True)
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+def serve(
+    host: str = "127.0.0.1", port: int = 8000, log_level: str = "info", workers: int = 1
+) -> None:
     import uvicorn
 
     from mlteam.server.app import create_app
 
     s = settings()
+    if workers == 1:
+        uvicorn.run(
+            create_app(s), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10
+        )
+        return
+    # Several processes: each builds the app from the same environment (settings are read
+    # from it). Migrations run here once, before any worker starts.
+    from mlteam.core.migrate import upgrade
+
+    s.ensure_home()
+    upgrade(s.database_url)
     uvicorn.run(
-        create_app(s), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10
+        "mlteam.server.app:app_from_env",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=10,
     )
 
 

@@ -203,5 +203,11 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     return app
 
 
+def app_from_env() -> FastAPI:
+    """The app of one uvicorn worker process (`mlteam server --workers N`), its settings read
+    from the environment the server was started with."""
+    return create_app(Settings())
+
+
 def _mlflow_app(platform: Platform) -> Starlette:
     return mlflow_app(platform, tracking_mlflow, registry_mlflow, handlers=error_handlers())
