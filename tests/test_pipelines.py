@@ -644,6 +644,28 @@ def test_s3_source_is_read_by_a_pipeline(admin, project, s3_endpoint):
     assert secret not in json.dumps(failed) and key not in json.dumps(failed)
 
 
+def test_a_step_past_the_memory_limit_fails_naming_the_setting(admin, raw, platform):
+    project = raw
+    admin.create_source(project, "raw-src", "dataset", {"dataset": "raw"})
+    before = platform.settings.pipeline_memory_limit
+    platform.settings.pipeline_memory_limit = "16MB"  # handed to the job's worker process
+    try:
+        admin.create_pipeline(
+            project,
+            {
+                "name": "hog",
+                "inputs": {"r": "source:raw-src"},
+                "steps": [{"sql": "SELECT list(x) AS xs FROM r, range(10000000) t(x)"}],
+            },
+        )
+        failed = _failed(admin, admin.run_pipeline(project, "hog"))
+    finally:
+        platform.settings.pipeline_memory_limit = before
+    assert "16MB" in failed["error"] and "MLTEAM_PIPELINE_MEMORY_LIMIT" in failed["error"]
+    with pytest.raises(NotFound):
+        admin.dataset_versions(project, "hog")
+
+
 def test_secret_box_key_from_setting_or_generated_once(tmp_path):
     from cryptography.fernet import Fernet
 

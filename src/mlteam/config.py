@@ -68,6 +68,12 @@ class Settings(BaseSettings):
         description="Local folders a path source may read from, separated by ':'; default "
         "MLTEAM_HOME/sources.",
     )
+    pipeline_memory_limit: str = Field(
+        default="1GB",
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="Memory DuckDB may use for one pipeline's SQL steps and checks (joins, "
+        "sorts, aggregates); a step that needs more fails with a message naming this setting.",
+    )
     scheduler_interval: float = Field(
         default=15.0,
         gt=0,

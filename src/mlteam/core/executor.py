@@ -35,6 +35,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env["MLTEAM_DB_URL"] = settings.database_url
     env["MLTEAM_ARTIFACTS"] = settings.artifact_root
     env["MLTEAM_JOB_HEARTBEAT_TIMEOUT"] = str(settings.job_heartbeat_timeout)
+    env["MLTEAM_PIPELINE_MEMORY_LIMIT"] = settings.pipeline_memory_limit
     if settings.secret_key is not None:
         env["MLTEAM_SECRET_KEY"] = settings.secret_key.get_secret_value()
     if settings.source_roots is not None:

@@ -415,7 +415,8 @@ def run_pipeline_job(ctx: jobs.JobContext) -> dict[str, Any]:
         checks, output = list(pipeline.checks), pipeline.output
     tables, parents = _read_inputs(ctx, slug, inputs)
 
-    sandbox = Sandbox(tables)
+    limit = ctx.settings.pipeline_memory_limit
+    sandbox = Sandbox(tables, memory_limit=limit)
     try:
         result = None
         for i, step in enumerate(steps):
@@ -426,6 +427,11 @@ def run_pipeline_job(ctx: jobs.JobContext) -> dict[str, Any]:
                 )
             except TimeoutError as err:
                 raise UserCodeError(f"your SQL step {step['name']} took too long: {err}") from None
+            except duckdb.OutOfMemoryException as err:
+                raise UserCodeError(
+                    f"your SQL step {step['name']} needed more memory than a pipeline may use "
+                    f"({limit}; an operator can raise MLTEAM_PIPELINE_MEMORY_LIMIT): {err}"
+                ) from None
             except duckdb.Error as err:
                 raise UserCodeError(f"your SQL step {step['name']} failed: {err}") from None
             sandbox.add(step["name"], result)
@@ -435,7 +441,7 @@ def run_pipeline_job(ctx: jobs.JobContext) -> dict[str, Any]:
     assert result is not None  # steps is never empty (checked at definition)
 
     ctx.progress(0.85, f"checking the output ({len(checks)} checks)")
-    checker = Sandbox({"output": result})
+    checker = Sandbox({"output": result}, memory_limit=limit)
     try:
         results = run_checks(checker, checks)
     finally:

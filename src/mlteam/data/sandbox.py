@@ -46,12 +46,15 @@ def params_of(sql: str, params: dict[str, Any]) -> dict[str, Any]:
 class Sandbox:
     """One sealed DuckDB connection holding the given tables."""
 
-    def __init__(self, tables: dict[str, pa.Table], threads: int = 2) -> None:
+    def __init__(
+        self, tables: dict[str, pa.Table], threads: int = 2, memory_limit: str = "1GB"
+    ) -> None:
         self.con = duckdb.connect(":memory:")
         for name, table in tables.items():
             self.con.register(name, table)
         for setting in (
             f"SET threads={int(threads)}",
+            f"SET memory_limit='{memory_limit}'",  # a Settings value, pattern-checked
             "SET TimeZone='UTC'",
             "SET autoinstall_known_extensions=false",
             "SET autoload_known_extensions=false",
