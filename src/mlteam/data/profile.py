@@ -11,9 +11,9 @@ It runs on every publish, so it reads each column once or twice and no more:
 - count, nulls, min/max: DuckDB answers min/max from the Parquet footer statistics and counts
   nulls from validity masks alone.
 - a column of few values (dictionary-encoded in every row group of the Parquet file; for another
-  relation, an approximate distinct count of at most MAP_MAX) gets one GROUP BY value: from that
-  value -> count map come its exact distinct count and top values and, for a number, exact mean,
-  std, quartiles and histogram.
+  relation, an approximate distinct count of at most MAP_MAX; an integer column whose max - min
+  is under RANGE_MAX) gets one GROUP BY value: from that value -> count map come its exact
+  distinct count and top values and, for a number, exact mean, std, quartiles and histogram.
 - another numeric column gets one GROUP BY over FINE equal-width bins between its min and max
   (known beforehand from the footer): per bin the count, mean, variance, min and max. Those give
   the histogram (each of the BINS bins is FINE / BINS fine ones), the mean and std (per-bin
@@ -41,6 +41,7 @@ from mlteam.data.ingest import connect
 BINS = 20
 FINE = 50 * BINS
 MAP_MAX = 50_000
+RANGE_MAX = 200_000
 REFINE_MAX = 200_000
 REFINE_LEVELS = 3
 QUARTILES = (0.25, 0.5, 0.75)
@@ -58,6 +59,7 @@ NUMERIC = (
     "FLOAT",
     "DOUBLE",
 )
+INTEGERS = NUMERIC[:4] + NUMERIC[5:9]  # not HUGEINT: numpy has no such integers
 _DICTIONARY = ("PLAIN_DICTIONARY", "RLE_DICTIONARY")
 
 
@@ -180,8 +182,15 @@ def profile_relation(
         non_null = col["count"] - col["nulls"]
         if non_null == 0:
             continue
-        floating = t in ("FLOAT", "DOUBLE")
-        if n in few and not floating and _orderable(t) and _from_value_counts(con, rel, col):
+        # an integer column of a narrow range has at most that many values: count them all
+        narrow = t in INTEGERS and col["min"] is not None and col["max"] - col["min"] < RANGE_MAX
+        limit = RANGE_MAX if narrow else MAP_MAX
+        if (
+            (narrow or n in few)
+            and t not in ("FLOAT", "DOUBLE")
+            and _orderable(t)
+            and _from_value_counts(con, rel, col, limit)
+        ):
             continue
         if is_numeric(t) and col["min"] is not None and col["max"] is not None:
             _from_bins(con, rel, col)
@@ -240,18 +249,34 @@ def _few_by_estimate(
     return {n for n, d in zip(names, est, strict=True) if int(d) <= MAP_MAX}
 
 
-def _from_value_counts(con: duckdb.DuckDBPyConnection, rel: str, col: dict[str, Any]) -> bool:
-    """Profile a column of few values from its value → count map; False if it has too many."""
+def _from_value_counts(
+    con: duckdb.DuckDBPyConnection, rel: str, col: dict[str, Any], limit: int = MAP_MAX
+) -> bool:
+    """Profile a column of few values from its value -> count map; False past `limit` values."""
     name = q(col["name"])
-    pairs = con.execute(
-        f"SELECT {name}, count(*) FROM {rel} WHERE {name} IS NOT NULL GROUP BY 1 "
-        f"LIMIT {MAP_MAX + 1}"
-    ).fetchall()
-    if len(pairs) > MAP_MAX:
-        return False
+    sql = (
+        f"SELECT {name} AS v, count(*) AS n FROM {rel} WHERE {name} IS NOT NULL GROUP BY 1 "
+        f"LIMIT {limit + 1}"
+    )
     non_null = col["count"] - col["nulls"]
+    if col["type"] in INTEGERS:  # numpy all the way: a narrow integer column may hold 100k+
+        got = con.execute(sql).fetchnumpy()
+        values, weights = got["v"], got["n"].astype(np.int64)
+        if len(values) > limit:
+            return False
+        col.update(distinct=len(values), distinct_approx=False)
+        order = np.argsort(values, kind="stable")
+        values, weights = values[order], weights[order]
+        if len(values) < 0.9 * non_null:  # (nearly) unique: every value would be a "top" one
+            top = np.argsort(-weights, kind="stable")[:TOP]  # ties: the smaller value first
+            col["top_values"] = [{"value": int(values[i]), "count": int(weights[i])} for i in top]
+        _from_weighted(col, values.astype(float), weights)
+        return True
+    pairs = con.execute(sql).fetchall()
+    if len(pairs) > limit:
+        return False
     col.update(distinct=len(pairs), distinct_approx=False)
-    if len(pairs) < 0.9 * non_null:  # (nearly) unique: every value would be a "top" value
+    if len(pairs) < 0.9 * non_null:
         top = sorted(pairs, key=lambda kv: (-kv[1], str(kv[0])))[:TOP]
         col["top_values"] = [{"value": jsonable(v), "count": int(n)} for v, n in top]
     if is_numeric(col["type"]):
@@ -342,7 +367,8 @@ def _from_bins(con: duckdb.DuckDBPyConnection, rel: str, col: dict[str, Any]) ->
     # HyperLogLog in the same read: an ungrouped one costs a third of one per bin
     ranges = " OR ".join(f"{x} BETWEEN {a!r} AND {b!r}" for a, b, _, _ in to_read) or "false"
     distinct, got = con.execute(
-        f"SELECT approx_count_distinct({x}), list({x}) FILTER (WHERE {ranges}) FROM {rel}"
+        f"SELECT approx_count_distinct({q(col['name'])}), list({x}) FILTER (WHERE {ranges}) "
+        f"FROM {rel}"
     ).fetchone() or (0, None)
     got = np.array(got or [], dtype=float)
     for a, b, first, inside in to_read:
