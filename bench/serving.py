@@ -6,9 +6,10 @@
 Two scikit-learn-API models, each fitted once here: GradientBoostingClassifier on breast_cancer
 (30 features) and LGBMClassifier (LightGBM) on a 30-feature synthetic set (make_classification,
 5,000 rows). Each is served by `mlflow models serve --env-manager local -w N` (one server per
-model) and by `mlteam server` with `MLTEAM_WORKERS=N`, all on loopback: N uvicorn worker
-processes each, `--workers` (default 2, the machine's cores; MLflow's own default is 1). mlteam gets each model as training logs it: `model.skops` plus, because the ONNX
-export answers the same (labels equal on every training row, checked here as training checks
+model) and by `mlteam server` with `MLTEAM_SERVER_WORKERS=N`, all on loopback: N uvicorn
+worker processes each, `--workers` (default 2, the machine's cores; MLflow's own default is 1).
+mlteam gets each model as training logs it: `model.skops` plus, because the ONNX export
+answers the same (labels equal on every training row, checked here as training checks
 it), `model.onnx` with the meta of the contract, so mlteam serves it through ONNX Runtime; the
 JSON line says which runtime served (`runtime`).
 
@@ -334,7 +335,7 @@ def main() -> None:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "mlteam.cli.main", "server", "--port", str(port)]
                 + ["--log-level", "warning"],
-                env={**tenv, "MLTEAM_WORKERS": str(args.workers), **extra},
+                env={**tenv, "MLTEAM_SERVER_WORKERS": str(args.workers), **extra},
                 stdout=open(tmp / f"mlteam-{mode}.log", "wb"),  # noqa: SIM115
                 stderr=subprocess.STDOUT,
             )

@@ -494,13 +494,13 @@ def test_prediction_log_keeps_every_request_through_sigterm(
 def test_two_worker_processes_switch_together_and_log_every_request_through_sigterm(
     live_server, live: dict, server_factory
 ) -> None:
-    # `mlteam server --workers 2` (MLTEAM_WORKERS): connections land on either process; each
-    # reads the deployment's pointer per request and flushes its own log when stopped
+    # `mlteam server --workers 2` (MLTEAM_SERVER_WORKERS): connections land on either process;
+    # each reads the deployment's pointer per request and flushes its own log when stopped
     name = uid("two")
     dep = live["c"].deploy(live["slug"], name, "clf", 1)
     replica = server_factory(home=live_server.home, db_url=live_server.db_url)
     replica.env["MLTEAM_PREDICTION_FLUSH_SECONDS"] = "30"  # nothing written before the stop
-    replica.env["MLTEAM_WORKERS"] = "2"
+    replica.env["MLTEAM_SERVER_WORKERS"] = "2"
     replica.start()
     headers = {"Authorization": f"Bearer {live['token']}"}
     url = f"{replica.url}/api/v1/deployments/{name}/predict"

@@ -33,7 +33,7 @@ def server_cmd(
     workers: int = typer.Option(
         1,
         min=1,
-        envvar="MLTEAM_WORKERS",
+        envvar="MLTEAM_SERVER_WORKERS",
         help="Server processes sharing the port (uvicorn workers); each loads the models it "
         "serves, keeps its own prediction log buffer and counts its own metrics.",
     ),
