@@ -12,8 +12,9 @@ It runs on every publish, so it reads each column once or twice and no more:
   nulls from validity masks alone.
 - a column of few values (dictionary-encoded in every row group of the Parquet file; for another
   relation, an approximate distinct count of at most MAP_MAX; an integer column whose max - min
-  is under RANGE_MAX) gets one GROUP BY value: from that value -> count map come its exact
-  distinct count and top values and, for a number, exact mean, std, quartiles and histogram.
+  is under RANGE_MAX and half its count) gets one GROUP BY value: from that value -> count map
+  come its exact distinct count and top values and, for a number, exact mean, std, quartiles
+  and histogram.
 - another numeric column gets one GROUP BY over FINE equal-width bins between its min and max
   (known beforehand from the footer): per bin the count, mean, variance, min and max. Those give
   the histogram (each of the BINS bins is FINE / BINS fine ones), the mean and std (per-bin
@@ -183,7 +184,12 @@ def profile_relation(
         if non_null == 0:
             continue
         # an integer column of a narrow range has at most that many values: count them all
-        narrow = t in INTEGERS and col["min"] is not None and col["max"] - col["min"] < RANGE_MAX
+        # (unless there may be about as many values as rows: bins are cheaper than a GROUP BY)
+        narrow = (
+            t in INTEGERS
+            and col["min"] is not None
+            and col["max"] - col["min"] < min(RANGE_MAX, non_null / 2)
+        )
         limit = RANGE_MAX if narrow else MAP_MAX
         if (
             (narrow or n in few)
