@@ -451,8 +451,12 @@ def main() -> None:
                 ),
             }
             for url, headers, _ in targets.values():
-                # warm up: eight connections, so every worker process has loaded the model
-                drive(url, b1, headers, 8, warm, 1)
+                # warm up on fresh connections, four times over: a worker process loads a
+                # model at its first request for it (its event loop busy meanwhile, so the
+                # other worker takes the new connections), and every worker must have loaded
+                # it before the figures are taken
+                for _ in range(4):
+                    drive(url, b1, headers, 8, warm / 2, 1)
             # rounds of every measurement, the servers taking turns (in reverse order every
             # other round) so the machine's load drifts over all of them alike; each figure is
             # the round with the median throughput, every round's throughput kept
