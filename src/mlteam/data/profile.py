@@ -116,6 +116,7 @@ def profile_parquet(path: str, con: duckdb.DuckDBPyConnection | None = None) -> 
     own = con is None
     con = con or connect()
     try:
+        con.execute("SET parquet_metadata_cache=true")  # ~30 queries: read the footer once
         con.execute(f"CREATE OR REPLACE TEMP VIEW _p AS SELECT * FROM read_parquet({s(path)})")
         return profile_relation(con, "_p", few=_dictionary_columns(con, path))
     finally:
