@@ -164,7 +164,7 @@ def main() -> None:
 def ingest_memory_limit() -> str:
     from mlteam.data import ingest
 
-    return ingest.MEMORY_LIMIT
+    return ingest.limits()[0]
 
 
 if __name__ == "__main__":

@@ -68,6 +68,16 @@ class Settings(BaseSettings):
         description="Local folders a path source may read from, separated by ':'; default "
         "MLTEAM_HOME/sources.",
     )
+    ingest_memory_limit: str = Field(
+        default="512MB",
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="Memory DuckDB may use to turn one upload into Parquet (and profile it); "
+        "an upload of any size streams within it. Lower saves memory, at the price of speed "
+        "(128MB writes on one core).",
+    )
+    ingest_threads: int = Field(
+        default=0, ge=0, description="DuckDB threads per ingest; 0: the CPUs, up to 8."
+    )
     pipeline_memory_limit: str = Field(
         default="1GB",
         pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",

@@ -22,10 +22,9 @@ from typing import Any
 
 import duckdb
 
+from mlteam.config import Settings
 from mlteam.core.errors import InvalidInput, Unavailable
 
-MEMORY_LIMIT = os.environ.get("MLTEAM_INGEST_MEMORY_LIMIT", "512MB")
-THREADS = int(os.environ.get("MLTEAM_INGEST_THREADS", "0")) or min(8, os.cpu_count() or 1)
 # Snappy, not zstd: on a 1M x 20 CSV (129 MB) zstd writes a 35 MB file against snappy's 53 MB,
 # but costs ~0.35 CPU-s more to write (2.4 against 2.1 CPU-s for the whole COPY) and twice the
 # CPU to read back (0.028 against 0.013 CPU-s per numeric column of 1M values), on every read
@@ -59,8 +58,19 @@ _CONVERT = re.compile(r'converting column "([^"]*)"\. Could not convert string "
 _COLUMNS = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
 
 
-def connect(memory_limit: str = MEMORY_LIMIT, threads: int = THREADS) -> duckdb.DuckDBPyConnection:
+def limits() -> tuple[str, int]:
+    """The ingest's memory limit and threads (MLTEAM_INGEST_MEMORY_LIMIT, _THREADS), read
+    when an ingest starts, so a setting changed for a server process holds for its uploads."""
+    s = Settings()
+    return s.ingest_memory_limit, s.ingest_threads or min(8, os.cpu_count() or 1)
+
+
+def connect(
+    memory_limit: str | None = None, threads: int | None = None
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB that spills to disk rather than grow past `memory_limit`."""
+    default_limit, default_threads = limits()
+    memory_limit, threads = memory_limit or default_limit, threads or default_threads
     con = duckdb.connect(":memory:")
     con.execute(f"SET memory_limit='{memory_limit}'")
     con.execute(f"SET threads={int(threads)}")
@@ -133,7 +143,7 @@ def csv_to_parquet(path: str, out: str, types: dict[str, str] | None = None) -> 
                 continue
             except duckdb.OutOfMemoryException as err:  # the platform's budget, not the file
                 raise Unavailable(
-                    f"the ingest ran out of its memory budget ({MEMORY_LIMIT}); an operator can "
+                    f"the ingest ran out of its memory budget ({limits()[0]}); an operator can "
                     "raise MLTEAM_INGEST_MEMORY_LIMIT",
                     {"field": "file"},
                 ) from err
