@@ -307,6 +307,28 @@ def test_mlflow_invocations_in_every_format(admin: Client, srv: dict) -> None:
     assert rows_in_order.json() == {"predictions": expected}
 
 
+def test_large_bodies_are_answered_and_checked_off_the_event_loop(admin: Client, srv: dict) -> None:
+    # 600 rows (~150 KB, past fast.THREAD_MIN_BYTES) take the thread-pool path
+    name, raw, rows = _dep(admin, srv), srv["raw"], srv["rows"] * 30
+    cols = _columns(srv)
+    expected = [p["output"] for p in admin.predict(name, rows)["predictions"]]
+    data = [[r[c] for c in cols] for r in rows]
+    split = raw.post(
+        f"/api/v1/deployments/{name}/invocations",
+        json={"dataframe_split": {"columns": cols, "data": data}},
+    )
+    assert split.status_code == 200 and split.json() == {"predictions": expected}
+    tensor = {"name": "x", "datatype": "FP64", "shape": [len(data), len(cols)], "data": data}
+    infer = raw.post(f"/v2/models/{name}/infer", json={"inputs": [tensor]})
+    assert infer.status_code == 200 and infer.json()["outputs"][0]["data"] == expected
+    data[599][3] = "x"
+    bad = raw.post(
+        f"/api/v1/deployments/{name}/invocations",
+        json={"dataframe_split": {"columns": cols, "data": data}},
+    )
+    assert bad.status_code == 400 and f"dataframe_split.data[599].{cols[3]}" in bad.text
+
+
 @pytest.mark.parametrize(
     ("body", "status", "says"),
     [

@@ -5,9 +5,10 @@ MLflow's `POST /api/v1/deployments/{name}/invocations` and Open Inference
 FastAPI routes, a single-row request cost ~2 ms of server CPU, most of it around the model:
 dependency solving, a unit-of-work dependency, an ORM load of the deployment and a thread-pool
 hop each way (ONNX Runtime's own predict is ~40 µs). Here a request is only: read the body,
-parse it (orjson), the token's user (cached 5 s by `core.auth`), the
-deployment's pointer (four columns, read afresh every request, see `service.infer`), the check
-against the signature, the predict, the log append, the answer.
+the token's user (cached 5 s by `core.auth`), parse the body (orjson), the deployment's
+pointer (four columns, read afresh every request, see `service.infer`), the check against the
+signature, the predict, the log append, the answer: ~0.4 ms of CPU in the app, ~0.7-1.0 ms
+with uvicorn and the kernel's loopback.
 
 A small body is answered on the event loop: the whole request takes less CPU than the
 thread-pool round trip did. A large one (over `THREAD_MIN_BYTES`) is parsed, checked and
@@ -21,8 +22,10 @@ which calls these.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -52,7 +55,20 @@ class FastJSON(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
+        try:
+            return orjson.dumps(content, default=_plain, option=orjson.OPT_SERIALIZE_NUMPY)
+        except TypeError:  # an int past 64 bits: the standard library writes any int
+            return json.dumps(content, default=_plain).encode()
+
+
+def _plain(value: Any) -> Any:
+    """What JSON cannot say natively: a DuckDB decimal (a SQL rule's answer) as a float, a
+    numpy scalar as its Python value, anything else as its text."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
 
 
 def parse_json(raw: bytes) -> Any:
