@@ -7,7 +7,7 @@ dependency solving, a unit-of-work dependency, an ORM load of the deployment and
 hop each way (ONNX Runtime's own predict is ~40 µs). Here a request is only: read the body,
 the token's user (cached 5 s by `core.auth`), parse the body (orjson), the deployment's
 pointer (four columns, read afresh every request, see `service.infer`), the check against the
-signature, the predict, the log append, the answer: ~0.4 ms of CPU in the app, ~0.7-1.0 ms
+signature, the predict, the log append, the answer: ~0.4 ms of CPU in the app, ~0.5-1.0 ms
 with uvicorn and the kernel's loopback.
 
 A small body is answered on the event loop: the whole request takes less CPU than the
