@@ -12,7 +12,6 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from sqlalchemy.orm import Session
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -25,6 +24,7 @@ from mlteam.core.errors import InvalidInput
 from mlteam.core.models import User
 from mlteam.projects import service as projects
 from mlteam.server.deps import bearer_token
+from mlteam.server.jsonbody import parse_json
 
 
 class MlflowJSON(JSONResponse):
@@ -61,19 +61,10 @@ def default_project(session: Session, actor: User, request: Request) -> str:
 
 
 async def body(request: Request) -> dict[str, Any]:
-    """The JSON object of the request: orjson (a 1,000-metric batch in a quarter of the time),
-    the standard library for what orjson refuses but Python's JSON has always taken (a bare
-    `NaN` or `Infinity`, as `json.dumps` writes them)."""
     raw = await request.body()
     if not raw:
         return {}
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        try:
-            data = json.loads(raw)
-        except ValueError as err:
-            raise InvalidInput("request body is not JSON") from err
+    data = parse_json(raw)
     if not isinstance(data, dict):
         raise InvalidInput("request body must be a JSON object")
     return data
