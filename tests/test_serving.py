@@ -486,30 +486,47 @@ def test_switching_revisions_under_load_fails_no_request(live_server, live: dict
     assert {v for _, v in results} == {1, 2}
 
 
+def _replica(live_server, server_factory, **env: str):
+    """A second server on the live one's database and artifacts whose prediction log holds
+    everything until it is stopped (flush interval 30 s)."""
+    replica = server_factory(home=live_server.home, db_url=live_server.db_url)
+    replica.env.update({"MLTEAM_PREDICTION_FLUSH_SECONDS": "30", **env})
+    return replica.start()
+
+
+def _logged_after_sigterm(replica, folder: Path) -> list[str]:
+    """Stop the replica with SIGTERM (nothing was written before) and count what it flushed."""
+    assert not glob.glob(str(folder / "*.parquet"))
+    replica.proc.send_signal(15)
+    # uvicorn shuts down gracefully, then re-raises the signal: the exit status is -15
+    assert replica.proc.wait(timeout=60) in (0, -15)
+    return glob.glob(str(folder / "*.parquet"))
+
+
+def _count(files: list[str]) -> int:
+    con = duckdb.connect()
+    try:
+        return con.execute("SELECT count(*) FROM read_parquet(?)", [files]).fetchall()[0][0]
+    finally:
+        con.close()
+
+
 def test_prediction_log_keeps_every_request_through_sigterm(
     live_server, live: dict, server_factory
 ) -> None:
     # a second replica on the same database and artifacts; stopping it with SIGTERM flushes
     name = uid("term")
     dep = live["c"].deploy(live["slug"], name, "clf", 1)
-    replica = server_factory(home=live_server.home, db_url=live_server.db_url)
-    replica.env["MLTEAM_PREDICTION_FLUSH_SECONDS"] = "30"  # nothing written before the stop
-    replica.start()
+    replica = _replica(live_server, server_factory)
     n = 37
     with Client(replica.url, live["token"]) as c:
         for i in range(n):
             c.predict(name, live["rows"][i % 5 : i % 5 + 1])
-    folder = live_server.home / "artifacts" / "predictions" / dep["id"]
-    assert not glob.glob(str(folder / "*.parquet"))
-    replica.proc.send_signal(15)
-    # uvicorn shuts down gracefully, then re-raises the signal: the exit status is -15
-    assert replica.proc.wait(timeout=30) in (0, -15)
-    files = glob.glob(str(folder / "*.parquet"))
+    files = _logged_after_sigterm(
+        replica, live_server.home / "artifacts" / "predictions" / dep["id"]
+    )
     assert files
-    con = duckdb.connect()
-    count = con.execute("SELECT count(*) FROM read_parquet(?)", [files]).fetchall()[0][0]
-    con.close()
-    assert count == n
+    assert _count(files) == n
     assert os.path.getsize(files[0]) > 0
 
 
@@ -520,10 +537,7 @@ def test_two_worker_processes_switch_together_and_log_every_request_through_sigt
     # each reads the deployment's pointer per request and flushes its own log when stopped
     name = uid("two")
     dep = live["c"].deploy(live["slug"], name, "clf", 1)
-    replica = server_factory(home=live_server.home, db_url=live_server.db_url)
-    replica.env["MLTEAM_PREDICTION_FLUSH_SECONDS"] = "30"  # nothing written before the stop
-    replica.env["MLTEAM_SERVER_WORKERS"] = "2"
-    replica.start()
+    replica = _replica(live_server, server_factory, MLTEAM_SERVER_WORKERS="2")
     headers = {"Authorization": f"Bearer {live['token']}"}
     url = f"{replica.url}/api/v1/deployments/{name}/predict"
     versions = []
@@ -536,15 +550,10 @@ def test_two_worker_processes_switch_together_and_log_every_request_through_sigt
         assert r.status_code == 200, r.text
         versions.append(r.json()["version"])
     assert versions == [1] * 20 + [2] * 20
-    folder = live_server.home / "artifacts" / "predictions" / dep["id"]
-    assert not glob.glob(str(folder / "*.parquet"))
-    replica.proc.send_signal(15)
-    assert replica.proc.wait(timeout=60) in (0, -15)
-    files = glob.glob(str(folder / "*.parquet"))
-    con = duckdb.connect()
-    count = con.execute("SELECT count(*) FROM read_parquet(?)", [files]).fetchall()[0][0]
-    con.close()
-    assert count == 40
+    files = _logged_after_sigterm(
+        replica, live_server.home / "artifacts" / "predictions" / dep["id"]
+    )
+    assert _count(files) == 40
 
 
 def test_cli_revise_show_rollback(live_server, live: dict) -> None:
