@@ -14,6 +14,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlteam import Client
+from mlteam.config import Settings
+from mlteam.core import jobs
+from mlteam.core.auth import create_user
+from mlteam.core.db import utcnow
+from mlteam.core.executor import LocalExecutor
+from mlteam.core.models import Job
+from mlteam.projects.service import create_project
+from mlteam.server.platform import Platform
 from tests.conftest import uid
 
 pytestmark = pytest.mark.slow
@@ -112,6 +120,28 @@ def test_kill_during_training_marks_job_failed_and_registers_nothing(
         ):
             files = {a["path"] for a in c.artifacts(run["id"], "model")}
             assert {"model.skops", "mlteam-model.json"} <= files
+
+
+def test_a_job_claimed_under_the_servers_own_pid_is_failed_at_the_next_start(
+    databases, tmp_path
+) -> None:
+    """A server killed between claiming a job and starting its worker leaves the job in its
+    own name; in a container the next server often has that same pid (pid 1)."""
+    settings = Settings(home=tmp_path, db_url=databases.new(), job_heartbeat_timeout=600)
+    platform = Platform(settings)  # migrates; not started
+    with platform.db.session() as s:
+        user, _ = create_user(s, None, f"{uid('admin')}@example.com", admin=True)
+        project = create_project(s, user, uid("orphan"))
+        job = jobs.submit(s, user, project.id, "training.train", {})
+        job.state, job.worker, job.heartbeat_at = "running", jobs.worker_name(), utcnow()
+        job_id = job.id
+    executor = LocalExecutor(settings, platform.db)
+    executor.start()
+    executor.stop()
+    with platform.db.session() as s:
+        after = s.get(Job, job_id)
+        assert after.state == "failed" and "died" in after.error
+    platform.db.dispose()
 
 
 def test_worker_killed_alone_marks_job_failed(server_factory, tmp_path) -> None:

@@ -62,7 +62,7 @@ class LocalExecutor:
             running = {
                 j.worker for j in jobs.running_jobs(s) if j.worker and j.worker.startswith(host)
             }
-            dead = {w for w in running if not _pid_alive(int(w.rsplit(":", 1)[1]))}
+            dead = {w for w in running if _gone(int(w.rsplit(":", 1)[1]))}
             jobs.fail_stale(s, self.settings.job_heartbeat_timeout, dead)
         for i in range(self.settings.workers):
             t = threading.Thread(target=self._loop, name=f"mlteam-executor-{i}", daemon=True)
@@ -91,7 +91,9 @@ class LocalExecutor:
         while not self._stop.is_set():
             try:
                 with self.db.session() as s:
-                    job = jobs.claim_next(s, "pending")
+                    # Claimed in this process's name until its worker has a pid, so a server
+                    # killed between the two leaves a job that the next start fails at once.
+                    job = jobs.claim_next(s, jobs.worker_name())
                     job_id = job.id if job else None
             except Exception:
                 log.exception("could not claim a job")
@@ -125,6 +127,15 @@ class LocalExecutor:
                     jobs.fail_stale(s, self.settings.job_heartbeat_timeout)
             except Exception:
                 log.exception("reaper failed")
+
+
+def _gone(pid: int) -> bool:
+    """Whether a process of this host that claimed a job can no longer be running it.
+
+    Our own pid counts as gone: it was claimed by an earlier server that had this pid (in a
+    container the server is often pid 1 on every start).
+    """
+    return pid == os.getpid() or not _pid_alive(pid)
 
 
 def _pid_alive(pid: int) -> bool:
