@@ -159,7 +159,8 @@ def test_an_exported_model_is_served_by_onnx_runtime_with_the_same_answers(
     assert _runtime(admin, onnx_srv, name) == ("onnxruntime", "onnxruntime", None)
     frame = onnx_srv["frame"]
     expected = onnx_srv["model"].predict(frame).tolist()
-    for few in (frame.head(3), frame):  # single-digit rows (per value) and 569 (numpy)
+    # single-digit rows (per value, one thread) and 569 (numpy, the several-thread session)
+    for few in (frame.head(3), frame):
         got = _answers(admin, onnx_srv, name, few)
         assert got == {k: expected[: len(few)] for k in got}
 

@@ -16,6 +16,7 @@ from starlette.routing import Mount
 
 from mlteam import __version__
 from mlteam.config import Settings
+from mlteam.core import gcpolicy
 from mlteam.core.errors import STATUS, MlteamError
 from mlteam.core.routes import router as core_router
 from mlteam.data.pipeline_routes import router as pipelines_router
@@ -154,6 +155,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         platform.start()
+        gcpolicy.tune()
         try:
             yield
         finally:

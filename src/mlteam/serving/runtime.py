@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlteam.core import gcpolicy
 from mlteam.core.artifacts import ArtifactStore
 from mlteam.core.errors import InvalidInput, MlteamError
 from mlteam.core.modelfiles import load_sklearn
@@ -170,12 +172,16 @@ def _onnx(
     single = None
     if len(kinds) == 1 and kinds <= {np.float32, np.float64}:
         single = _one_matrix_input(data, [name for name, _, _ in feeds], kinds.pop())
-    matrix_session = None
+    matrix_session = wide_session = None
     if single is not None:
         try:
             matrix_session = ort.InferenceSession(single, opts, providers=["CPUExecutionProvider"])
+            wide_session = ort.InferenceSession(
+                single, _wide_options(ort), providers=["CPUExecutionProvider"]
+            )
         except Exception as err:  # served through the graph's own inputs
             log.info("ONNX graph kept with one input per feature: %s", err)
+            matrix_session = wide_session = None
     if matrix_session is not None:
         dtype = feeds[0][2]
         order = [position[feature] for _, feature, _ in feeds]
@@ -193,7 +199,8 @@ def _onnx(
             if np.isnan(matrix).any():
                 return native(columns)
             x = np.ascontiguousarray(matrix, dtype=dtype)
-            return _plain(matrix_session.run(wanted, {MATRIX_INPUT: x})[0].reshape(-1))
+            run = (wide_session if len(x) >= WIDE_MIN_ROWS else matrix_session).run
+            return _plain(run(wanted, {MATRIX_INPUT: x})[0].reshape(-1))
 
         return predict_matrix
 
@@ -219,6 +226,22 @@ def _onnx(
 
 
 MATRIX_INPUT = "mlteam_matrix"
+
+# From this many rows a request is predicted on several threads. Measured on the 2-vCPU
+# machine (GradientBoosting, 30 features, 1,000 rows): 1.94 ms on one thread, 1.31 ms on two
+# (2.4 ms of CPU); a single row gains nothing and would pay the threads' wake-up (21 → 59 µs).
+WIDE_MIN_ROWS = 256
+
+
+def _wide_options(ort: Any) -> Any:
+    """Session options for large requests: a thread per core (at most 4), and threads that
+    sleep when idle rather than spin, so the small requests served beside them keep the CPU."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, min(4, os.cpu_count() or 1))
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
 
 
 def _one_matrix_input(data: bytes, names: list[str], dtype: Any) -> bytes | None:
@@ -372,6 +395,7 @@ class ModelCache:
                 self._models[version_id] = LoadedModel(
                     version_id, model, version, fmt, signature, p.predict, p.runtime, p.note
                 )
+                gcpolicy.settle()  # a model lives as long as the process
             return self._models[version_id]
 
 
