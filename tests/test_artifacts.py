@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from mlteam.core.artifacts import ArtifactStore, clean_key
@@ -55,3 +58,32 @@ def test_a_failed_write_leaves_nothing(store: ArtifactStore) -> None:
         raise RuntimeError("crash mid-write")
     assert not store.exists("d/half.parquet")
     assert store.list("d") == []
+
+
+def test_a_finished_file_moves_into_the_store(store: ArtifactStore, tmp_path) -> None:
+    src = tmp_path / "v.parquet"
+    src.write_bytes(b"p" * 1_000_000)
+    store.move_file(str(src), "datasets/p1/abc.parquet")
+    assert store.read_bytes("datasets/p1/abc.parquet") == b"p" * 1_000_000
+    assert store.list("datasets/p1") == [
+        {"path": "abc.parquet", "is_dir": False, "size": 1_000_000}
+    ]
+    if store.is_local:  # renamed, not copied: the same file, gone from where it was
+        assert not src.exists()
+
+
+def test_a_file_on_another_filesystem_is_copied_whole(tmp_path) -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs /dev/shm on a filesystem of its own")
+    store = ArtifactStore(str(tmp_path / "root"))
+    with tempfile.NamedTemporaryFile(dir=shm, delete=False) as fh:
+        fh.write(b"q" * 2_000_000)
+    try:
+        store.move_file(fh.name, "datasets/p1/def.parquet")  # rename fails (EXDEV): copied
+        assert store.read_bytes("datasets/p1/def.parquet") == b"q" * 2_000_000
+        assert store.list("datasets/p1") == [
+            {"path": "def.parquet", "is_dir": False, "size": 2_000_000}
+        ]
+    finally:
+        Path(fh.name).unlink(missing_ok=True)

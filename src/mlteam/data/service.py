@@ -148,7 +148,8 @@ def publish(
     source: dict[str, Any],
     parents: list[str] | None = None,
 ) -> tuple[DatasetVersion, bool]:
-    """Publish a finished, checked Parquet file as the next version of `dataset`.
+    """Publish a finished, checked Parquet file as the next version of `dataset`; the file
+    is the store's afterwards (moved into it where it can be).
 
     The one way a version comes to exist (uploads, pipelines, batch scoring): the file is
     stored under its SHA-256, renamed into place, and only then is the row added. The same
@@ -175,7 +176,7 @@ def publish(
     column_profile = profile.profile_parquet(parquet_path)
     key = f"datasets/{project_id}/{digest}.parquet"
     if not store.exists(key):
-        store.put_file(parquet_path, key)
+        store.move_file(parquet_path, key)
     n = (
         session.scalar(select(func.max(DatasetVersion.n)).where(DatasetVersion.dataset_id == ds.id))
         or 0

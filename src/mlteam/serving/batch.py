@@ -8,6 +8,7 @@ so a bad row fails the job with the column and row named.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from typing import Any
@@ -127,6 +128,7 @@ def run_batch_score_job(ctx: jobs.JobContext) -> dict[str, Any]:
             )
             result = {"dataset": p["output"], "version": out.n, "id": out.id, "created": created}
     finally:
-        os.unlink(path)
+        with contextlib.suppress(FileNotFoundError):  # publish moved it into the store
+            os.unlink(path)
     ctx.log(f"published {p['output']} v{result['version']} ({table.num_rows} rows)")
     return {**result, "rows": table.num_rows}
