@@ -556,6 +556,66 @@ def test_two_worker_processes_switch_together_and_log_every_request_through_sigt
     assert _count(files) == 40
 
 
+def _workers_of(proc) -> list[int]:
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    return [int(c) for c in children]
+
+
+def _connections_per_worker(proc, port: int) -> list[int]:
+    """Established connections on `port` held by each worker process (from /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            f = line.split()
+            if int(f[1].rsplit(":", 1)[1], 16) == port and f[3] == "01":  # ESTABLISHED
+                inodes.add(f[9])
+    counts = []
+    for pid in _workers_of(proc):
+        fds = Path(f"/proc/{pid}/fd")
+        held = {os.readlink(fd) for fd in fds.iterdir() if fd.exists()}
+        counts.append(sum(f"socket:[{i}]" in held for i in inodes))
+    return sorted(counts)
+
+
+def test_two_workers_share_keep_alive_connections_evenly_and_a_dead_one_is_replaced(
+    live_server, live: dict, server_factory
+) -> None:
+    # a client with a pool of 8 keep-alive connections: 4 on each process, not all on one
+    name = uid("even")
+    live["c"].deploy(live["slug"], name, "clf", 1)
+    replica = _replica(live_server, server_factory, MLTEAM_SERVER_WORKERS="2")
+    try:
+        url = f"{replica.url}/api/v1/deployments/{name}/invocations"
+        body = {"dataframe_records": live["rows"][:1]}
+        headers = {"Authorization": f"Bearer {live['token']}"}
+        for _ in range(3):
+            clients = [httpx.Client(headers=headers, timeout=30) for _ in range(8)]
+            try:
+                for c in clients:
+                    assert c.post(url, json=body).status_code == 200
+                assert _connections_per_worker(replica.proc, replica.port) == [4, 4]
+            finally:
+                for c in clients:
+                    c.close()
+            time.sleep(0.3)
+        # a worker killed outright is started again; the server answers throughout
+        first = _workers_of(replica.proc)
+        os.kill(first[0], 9)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            now = _workers_of(replica.proc)
+            if len(now) == 2 and first[0] not in now:
+                break
+            time.sleep(0.2)
+        assert len(now) == 2 and first[0] not in now
+        for _ in range(10):
+            r = httpx.post(url, json=body, headers=headers, timeout=60)
+            assert r.status_code == 200, r.text
+    finally:
+        replica.stop()
+    assert replica.proc.returncode == 0
+
+
 def test_cli_revise_show_rollback(live_server, live: dict) -> None:
     name, token = uid("cli"), live["token"]
     live["c"].deploy(live["slug"], name, "clf", 1)

@@ -34,8 +34,9 @@ def server_cmd(
         1,
         min=1,
         envvar="MLTEAM_SERVER_WORKERS",
-        help="Server processes sharing the port (uvicorn workers); each loads the models it "
-        "serves, keeps its own prediction log buffer and counts its own metrics.",
+        help="Server processes sharing the port: new connections go to the one holding the "
+        "fewest; each loads the models it serves, keeps its own prediction log buffer and "
+        "counts its own metrics. A worker that dies is started again.",
     ),
 ) -> None:
     """Serve the REST API (migrations are applied at start)."""

@@ -26,18 +26,12 @@ def serve(
     # Several processes: each builds the app from the same environment (settings are read
     # from it). Migrations run here once, before any worker starts.
     from mlteam.core.migrate import upgrade
+    from mlteam.server.workers import serve as serve_workers
 
     s.ensure_home()
     upgrade(s.database_url)
-    uvicorn.run(
-        "mlteam.server.app:app_from_env",
-        factory=True,
-        workers=workers,
-        host=host,
-        port=port,
-        log_level=log_level,
-        timeout_graceful_shutdown=10,
-    )
+    out.print(f"mlteam on http://{host}:{port} with {workers} worker processes")
+    raise typer.Exit(serve_workers(host, port, workers, log_level))
 
 
 @db_app.command("upgrade")

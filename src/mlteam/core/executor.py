@@ -24,9 +24,11 @@ from mlteam.core.db import Database
 log = logging.getLogger("mlteam.executor")
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Have the kernel send `sig` to this process when its parent dies (Linux). Runs in the
+    child between fork and exec (`preexec_fn`)."""
     with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig)  # PR_SET_PDEATHSIG
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -108,7 +110,7 @@ class LocalExecutor:
         proc = subprocess.Popen(
             [sys.executable, "-m", "mlteam.core.worker", job_id],
             env=settings_env(self.settings),
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
         )
         with self._lock:
             self._procs[job_id] = proc
