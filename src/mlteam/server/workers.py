@@ -27,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,10 @@ log = logging.getLogger("mlteam.server")
 
 CLOSED = b"-"  # a worker's message: one of my connections closed
 STOP_GRACE_SECONDS = 15  # uvicorn's graceful shutdown is 10 s
+# A worker that exits this soon after its start failed to start; after FAILED_STARTS of those
+# in a row the supervisor gives up (exit 1) instead of restarting them forever.
+QUICK_EXIT_SECONDS = 5.0
+FAILED_STARTS = 3
 
 
 @dataclass
@@ -45,9 +50,9 @@ class _Worker:
     index: int
     proc: subprocess.Popen[bytes]
     channel: socket.socket  # the supervisor's end of the pair
+    started: float = field(default_factory=time.monotonic)
     connections: int = 0
     turn: int = 0  # when it last got a connection, to take turns among equals
-    spare: bytes = field(default=b"")
 
 
 class Supervisor:
@@ -60,6 +65,8 @@ class Supervisor:
         self.workers: list[_Worker] = []
         self.selector = selectors.DefaultSelector()
         self.stopping = False
+        self.failed_starts = 0
+        self.exit_code = 0
         self._turns = itertools.count(1)
 
     def _spawn(self, index: int) -> _Worker:
@@ -92,7 +99,7 @@ class Supervisor:
                 self._restart_dead()
         finally:
             self._shutdown()
-        return 0
+        return self.exit_code
 
     def _stop(self, signum: int, _frame: Any) -> None:
         self.stopping = True
@@ -137,6 +144,12 @@ class Supervisor:
             return
         for i, worker in enumerate(self.workers):
             if worker.proc.poll() is not None:
+                quick = time.monotonic() - worker.started < QUICK_EXIT_SECONDS
+                self.failed_starts = self.failed_starts + 1 if quick else 0
+                if self.failed_starts >= FAILED_STARTS:
+                    log.error("server workers keep failing at start; stopping")
+                    self.stopping, self.exit_code = True, 1
+                    return
                 log.warning(
                     "server worker %d exited with %s; starting another", i, worker.proc.returncode
                 )
