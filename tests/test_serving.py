@@ -321,12 +321,15 @@ def test_large_bodies_are_answered_and_checked_off_the_event_loop(admin: Client,
     tensor = {"name": "x", "datatype": "FP64", "shape": [len(data), len(cols)], "data": data}
     infer = raw.post(f"/v2/models/{name}/infer", json={"inputs": [tensor]})
     assert infer.status_code == 200 and infer.json()["outputs"][0]["data"] == expected
-    data[599][3] = "x"
-    bad = raw.post(
-        f"/api/v1/deployments/{name}/invocations",
-        json={"dataframe_split": {"columns": cols, "data": data}},
-    )
-    assert bad.status_code == 400 and f"dataframe_split.data[599].{cols[3]}" in bad.text
+    # a string, even one that reads as a number, or a boolean, in a column of numbers: a 400
+    # naming the cell, whichever way the rows were read
+    for wrong in ("x", "1.5", True):
+        data[599][3] = wrong
+        bad = raw.post(
+            f"/api/v1/deployments/{name}/invocations",
+            json={"dataframe_split": {"columns": cols, "data": data}},
+        )
+        assert bad.status_code == 400 and f"dataframe_split.data[599].{cols[3]}" in bad.text
 
 
 @pytest.mark.parametrize(

@@ -104,7 +104,7 @@ async def invocations(request: Request) -> Response:
                     },
                     status_code=415,
                 )
-            check = mlflow_checker(parse_json(raw))
+            check = mlflow_checker(parse_json(raw), raw.count(b'"'))
             _, _, answer = service.infer(session, user, platform.serving, name, check, request_id)
         return FastJSON({"predictions": answer.outputs})
 
