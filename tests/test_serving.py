@@ -800,3 +800,29 @@ def test_the_log_keeps_numeric_inputs_as_values_and_reads_them_back_as_json(
             for g, w in zip(got.values(), values, strict=True)
         )
     assert json.loads(rows[0]["inputs"]) == {"a": 0.0, "b c": 0.0}
+
+
+def test_the_prediction_log_writes_early_once_many_rows_wait(tmp_path) -> None:
+    from datetime import UTC, datetime
+
+    from mlteam.core.artifacts import ArtifactStore
+    from mlteam.serving import predlog, runtime
+
+    sig = {"inputs": [{"name": "a", "type": "double"}]}
+    log = predlog.PredictionLog(ArtifactStore(str(tmp_path)), flush_seconds=60)
+    log.start()
+    try:
+        folder = tmp_path / "predictions" / "d"
+        n = 1_000
+        for i in range(predlog.FLUSH_ROWS // n + 1):  # just past FLUSH_ROWS
+            cols = runtime.check_split(["a"], [[float(j)] for j in range(n)], sig)
+            ids = [f"r{i}-{j}" for j in range(n)]
+            log.append_batch(
+                predlog.Batch(datetime.now(UTC), "d", 1, "v", "live", ids, cols, [0] * n, 1.0)
+            )
+        deadline = time.monotonic() + 20  # far sooner than the 60 s interval
+        while not glob.glob(str(folder / "*.parquet")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _count(glob.glob(str(folder / "*.parquet"))) == (predlog.FLUSH_ROWS // n + 1) * n
+    finally:
+        log.stop()

@@ -1,8 +1,8 @@
 """The prediction log: append-only Parquet segments, written off the request path.
 
 Requests append rows to an in-memory buffer; a background thread writes the buffer as one
-Parquet segment per deployment at most every `flush_seconds` (and on stop). A SIGKILL loses at
-most the rows of the last interval. Segments are written atomically (temp name, rename), so a
+Parquet segment per deployment every `flush_seconds`, sooner once FLUSH_ROWS rows wait, and on
+stop. A SIGKILL loses at most the rows of the last interval. Segments are written atomically (temp name, rename), so a
 reader never sees half a segment.
 
 What a reader gets (`read`, `SCHEMA`) has every row's inputs as a JSON object. A segment stores
@@ -304,6 +304,12 @@ def _readable(table: pa.Table) -> pa.Table:
     return table.select(SCHEMA.names).cast(SCHEMA)
 
 
+# Written as soon as this many rows wait, whatever the interval: under 1,000-row requests a
+# second's worth was tens of MB of arrays, fresh memory from the OS every second (measured:
+# 1.5 ms of system CPU per request at a 1 s interval, 0.4 ms at a quarter of that).
+FLUSH_ROWS = 32_768
+
+
 class PredictionLog:
     def __init__(self, store: ArtifactStore, flush_seconds: float = 1.0) -> None:
         self.store = store
@@ -312,6 +318,8 @@ class PredictionLog:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
+        self._full = threading.Event()  # FLUSH_ROWS rows are waiting: write them now
+        self._pending = 0
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -322,6 +330,7 @@ class PredictionLog:
 
     def stop(self) -> None:
         self._stop.set()
+        self._full.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
@@ -336,9 +345,17 @@ class PredictionLog:
         """Keep one request's answers (cheap: the rows are built when written)."""
         with self._lock:
             self._rows[batch.deployment_id].append(batch)
+            self._pending += len(batch.ids)
+            full = self._pending >= FLUSH_ROWS
+        if full:
+            self._full.set()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.flush_seconds):
+        while True:
+            self._full.wait(self.flush_seconds)
+            self._full.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.flush()
             except Exception:  # keep the rows for the next try rather than lose the thread
@@ -348,6 +365,7 @@ class PredictionLog:
         with self._flush_lock:
             with self._lock:
                 pending, self._rows = self._rows, defaultdict(list)
+                self._pending = 0
             written = 0
             for deployment_id, items in pending.items():
                 columns = _Columns()
