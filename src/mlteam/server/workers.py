@@ -47,7 +47,6 @@ FAILED_STARTS = 3
 
 @dataclass
 class _Worker:
-    index: int
     proc: subprocess.Popen[bytes]
     channel: socket.socket  # the supervisor's end of the pair
     started: float = field(default_factory=time.monotonic)
@@ -69,22 +68,26 @@ class Supervisor:
         self.exit_code = 0
         self._turns = itertools.count(1)
 
-    def _spawn(self, index: int) -> _Worker:
+    def _spawn(self) -> _Worker:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         proc = subprocess.Popen(
             [sys.executable, "-m", "mlteam.server.workers", str(theirs.fileno()), self.log_level],
             pass_fds=[theirs.fileno()],
-            preexec_fn=functools.partial(die_with_parent, signal.SIGTERM),  # noqa: PLW1509
+            preexec_fn=(  # noqa: PLW1509
+                functools.partial(die_with_parent, signal.SIGTERM)
+                if sys.platform == "linux"
+                else None
+            ),
         )
         theirs.close()
         mine.setblocking(False)
-        worker = _Worker(index, proc, mine)
+        worker = _Worker(proc, mine)
         self.selector.register(mine, selectors.EVENT_READ, worker)
         return worker
 
     def run(self) -> int:
         self.listener.setblocking(False)
-        self.workers = [self._spawn(i) for i in range(self.n)]
+        self.workers = [self._spawn() for _ in range(self.n)]
         self.selector.register(self.listener, selectors.EVENT_READ, None)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop)
@@ -156,7 +159,7 @@ class Supervisor:
                 with contextlib.suppress(KeyError, ValueError):
                     self.selector.unregister(worker.channel)
                 worker.channel.close()
-                self.workers[i] = self._spawn(i)
+                self.workers[i] = self._spawn()
 
     def _shutdown(self) -> None:
         with contextlib.suppress(KeyError, ValueError):
@@ -191,6 +194,7 @@ class AdoptingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, channel: socket.socket) -> None:
         super().__init__(config)
         self.channel = channel
+        self._adopting: set[asyncio.Task[Any]] = set()  # held until done (asyncio keeps none)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=[])
@@ -227,7 +231,9 @@ class AdoptingServer(uvicorn.Server):
             if self.should_exit:
                 conn.close()
             else:
-                loop.create_task(loop.connect_accepted_socket(self._protocol, conn))
+                task = loop.create_task(loop.connect_accepted_socket(self._protocol, conn))
+                self._adopting.add(task)
+                task.add_done_callback(self._adopting.discard)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         with contextlib.suppress(Exception):
