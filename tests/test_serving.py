@@ -826,3 +826,31 @@ def test_the_prediction_log_writes_early_once_many_rows_wait(tmp_path) -> None:
         assert _count(glob.glob(str(folder / "*.parquet"))) == (predlog.FLUSH_ROWS // n + 1) * n
     finally:
         log.stop()
+
+
+def test_a_small_request_on_the_event_loop_never_loads_a_model(
+    admin: Client, srv: dict, platform
+) -> None:
+    # A load takes 0.1-1 s: done on the event loop it would hold up every request of the
+    # process. The inference routes answer there only once the models are loaded.
+    from mlteam.core.auth import authenticate
+    from mlteam.serving import service
+    from mlteam.serving.protocols import mlflow_checker
+
+    name = _dep(admin, srv)
+    token = admin._http.headers["Authorization"].split()[-1]
+    body = {"dataframe_records": srv["rows"][:1]}
+    with platform.db.session() as s:
+        user = authenticate(s, token)
+        with pytest.raises(service.NotLoaded):
+            service.infer(s, user, platform.serving, name, mlflow_checker(body), may_load=False)
+    # the same first request over HTTP is answered (its models loaded in the thread pool) ...
+    r = srv["raw"].post(f"/api/v1/deployments/{name}/invocations", json=body)
+    assert r.status_code == 200, r.text
+    # ... and from then on the models are there for the event loop
+    with platform.db.session() as s:
+        user = authenticate(s, token)
+        _, _, a = service.infer(
+            s, user, platform.serving, name, mlflow_checker(body), may_load=False
+        )
+    assert a.outputs == r.json()["predictions"]

@@ -400,6 +400,11 @@ def _read_pointer(session: Session, name: str) -> tuple[Any, ...] | None:
         conn.close()
 
 
+class NotLoaded(Exception):  # noqa: N818 - a signal to the caller, not an error
+    """The revision's versions are not loaded in this process yet, and the caller asked not to
+    load them here (it runs on the event loop, where a load would hold up every request)."""
+
+
 def infer(
     session: Session,
     actor: User,
@@ -407,14 +412,18 @@ def infer(
     name: str,
     check: Callable[[LoadedModel], Columns],
     request_id: str | None = None,
+    may_load: bool = True,
 ) -> tuple[Target, int, Answer]:
     """Answer one request on deployment `name`: `check` turns the request's input into checked
-    columns for the version picked. Every protocol (native, Open Inference, MLflow) ends here."""
+    columns for the version picked. Every protocol (native, Open Inference, MLflow) ends here.
+    With `may_load` false, raises `NotLoaded` (having changed nothing) rather than load."""
     row = _read_pointer(session, name)
     if row is None:
         raise NotFound(f"deployment {name} not found")
     dep = Target(row[0], row[1], row[2], row[3] or 0)
     require(session, actor, dep.project_id, Perm.predict, what=f"deployment {name}")
+    if not may_load and (dep.id, dep.revision) not in engine.served:
+        raise NotLoaded(name)
     routes, loaded = _served(session, actor, engine, dep)
     answer = engine.answer(
         dep.name, dep.id, dep.revision, routes, loaded.__getitem__, check, request_id
