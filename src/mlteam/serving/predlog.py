@@ -2,8 +2,8 @@
 
 Requests append rows to an in-memory buffer; a background thread writes the buffer as one
 Parquet segment per deployment every `flush_seconds`, sooner once FLUSH_ROWS rows wait, and on
-stop. A SIGKILL loses at most the rows of the last interval. Segments are written atomically (temp name, rename), so a
-reader never sees half a segment.
+stop. A SIGKILL loses at most the rows of the last interval. Segments are written atomically
+(temp name, rename), so a reader never sees half a segment.
 
 What a reader gets (`read`, `SCHEMA`) has every row's inputs as a JSON object. A segment stores
 the inputs of every all-numbers request more cheaply (`STORED`): each row's values as float64

@@ -145,13 +145,9 @@ def _onnx(
     """
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    # one thread per call. Measured on the 2-vCPU machine (logistic regression, 30 features):
-    # one row 70 µs with one thread vs 61 µs with two (a wash), 1,000 rows 0.6 vs 1.0 ms;
-    # and the server already runs requests side by side in its threads.
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
+    # One thread per call for everyday requests: a single row gains nothing from more, and the
+    # server already runs requests side by side; large ones get their own session (`_options`).
+    opts = _options(ort, threads=1)
     session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
     graph_inputs = {i.name for i in session.get_inputs()}
     graph_outputs = [o.name for o in session.get_outputs()]
@@ -177,9 +173,8 @@ def _onnx(
     if single is not None:
         try:
             matrix_session = ort.InferenceSession(single, opts, providers=["CPUExecutionProvider"])
-            wide_session = ort.InferenceSession(
-                single, _wide_options(ort), providers=["CPUExecutionProvider"]
-            )
+            wide = _options(ort, threads=max(1, min(4, os.cpu_count() or 1)))
+            wide_session = ort.InferenceSession(single, wide, providers=["CPUExecutionProvider"])
         except Exception as err:  # served through the graph's own inputs
             log.info("ONNX graph kept with one input per feature: %s", err)
             matrix_session = wide_session = None
@@ -234,14 +229,16 @@ MATRIX_INPUT = "mlteam_matrix"
 WIDE_MIN_ROWS = 256
 
 
-def _wide_options(ort: Any) -> Any:
-    """Session options for large requests: a thread per core (at most 4), and threads that
-    sleep when idle rather than spin, so the small requests served beside them keep the CPU."""
+def _options(ort: Any, threads: int) -> Any:
+    """ONNX Runtime session options: `threads` per call (for large requests a thread per core,
+    at most 4), and threads that sleep when idle rather than spin, so the small requests
+    served beside them keep the CPU."""
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = max(1, min(4, os.cpu_count() or 1))
+    opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads > 1:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
 

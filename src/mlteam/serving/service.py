@@ -422,9 +422,7 @@ def infer(
         raise NotFound(f"deployment {name} not found")
     dep = Target(row[0], row[1], row[2], row[3] or 0)
     require(session, actor, dep.project_id, Perm.predict, what=f"deployment {name}")
-    if not may_load and (dep.id, dep.revision) not in engine.served:
-        raise NotLoaded(name)
-    routes, loaded = _served(session, actor, engine, dep)
+    routes, loaded = _served(session, actor, engine, dep, may_load)
     answer = engine.answer(
         dep.name, dep.id, dep.revision, routes, loaded.__getitem__, check, request_id
     )
@@ -432,7 +430,7 @@ def infer(
 
 
 def _served(
-    session: Session, actor: User, engine: ServingEngine, dep: Target
+    session: Session, actor: User, engine: ServingEngine, dep: Target, may_load: bool = True
 ) -> tuple[list[dict[str, Any]], dict[str, LoadedModel]]:
     """A revision's routes and its versions, loaded: read and loaded once per process
     (revisions and versions never change)."""
@@ -440,6 +438,8 @@ def _served(
     hit = engine.served.get(key)
     if hit is not None:
         return hit
+    if not may_load:
+        raise NotLoaded(dep.name)
     if not dep.revision:
         raise NotFound(f"deployment {dep.name} has no revision")
     rev = session.scalar(
