@@ -60,6 +60,21 @@ def test_a_failed_write_leaves_nothing(store: ArtifactStore) -> None:
     assert store.list("d") == []
 
 
+def test_a_file_written_at_a_local_path_appears_only_when_finished(store: ArtifactStore) -> None:
+    with store.local_writer("predictions/d1/seg.parquet") as path:
+        with open(path, "wb") as fh:
+            fh.write(b"s" * 100_000)
+        assert not store.exists("predictions/d1/seg.parquet")
+    assert store.read_bytes("predictions/d1/seg.parquet") == b"s" * 100_000
+    with pytest.raises(RuntimeError), store.local_writer("predictions/d1/half.parquet") as path:
+        with open(path, "wb") as fh:
+            fh.write(b"partial")
+        raise RuntimeError("crash mid-write")
+    assert not store.exists("predictions/d1/half.parquet")
+    assert [e["path"] for e in store.list("predictions/d1")] == ["seg.parquet"]
+    assert not Path(path).exists()  # no temporary file left behind either
+
+
 def test_a_finished_file_moves_into_the_store(store: ArtifactStore, tmp_path) -> None:
     src = tmp_path / "v.parquet"
     src.write_bytes(b"p" * 1_000_000)

@@ -318,18 +318,36 @@ def test_large_bodies_are_answered_and_checked_off_the_event_loop(admin: Client,
         json={"dataframe_split": {"columns": cols, "data": data}},
     )
     assert split.status_code == 200 and split.json() == {"predictions": expected}
+    # as pandas' to_dict(orient="split") gives it: an index, and the columns in another order
+    reordered = {
+        "index": list(range(len(data))),
+        "columns": cols[::-1],
+        "data": [row[::-1] for row in data],
+    }
+    again = raw.post(
+        f"/api/v1/deployments/{name}/invocations", json={"dataframe_split": reordered}
+    )
+    assert again.status_code == 200 and again.json() == {"predictions": expected}
     tensor = {"name": "x", "datatype": "FP64", "shape": [len(data), len(cols)], "data": data}
     infer = raw.post(f"/v2/models/{name}/infer", json={"inputs": [tensor]})
     assert infer.status_code == 200 and infer.json()["outputs"][0]["data"] == expected
     # a string, even one that reads as a number, or a boolean, in a column of numbers: a 400
     # naming the cell, whichever way the rows were read
-    for wrong in ("x", "1.5", True):
+    for wrong in ("x", "1.5", True, [1.5]):
         data[599][3] = wrong
         bad = raw.post(
             f"/api/v1/deployments/{name}/invocations",
             json={"dataframe_split": {"columns": cols, "data": data}},
         )
         assert bad.status_code == 400 and f"dataframe_split.data[599].{cols[3]}" in bad.text
+    # as many values as rows x columns, but not a value per column in every row
+    data[599][3] = 1.0
+    data[598].append(data[599].pop())
+    ragged = raw.post(
+        f"/api/v1/deployments/{name}/invocations",
+        json={"dataframe_split": {"columns": cols, "data": data}},
+    )
+    assert ragged.status_code == 400 and "dataframe_split.data[598]" in ragged.text
 
 
 @pytest.mark.parametrize(

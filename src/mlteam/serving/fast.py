@@ -41,7 +41,7 @@ from mlteam.core.models import User
 from mlteam.server.deps import bearer_token
 from mlteam.server.jsonbody import parse_json
 from mlteam.serving import service
-from mlteam.serving.protocols import mlflow_checker, oip_checker, output_datatype
+from mlteam.serving.protocols import mlflow_request, oip_checker, output_datatype
 
 # From this body size on, the work runs in the thread pool (a 1,000-row MLflow body of 30
 # columns is ~240 KB; a single row ~0.9 KB).
@@ -111,7 +111,7 @@ async def invocations(request: Request) -> Response:
                     },
                     status_code=415,
                 )
-            check = mlflow_checker(parse_json(raw), raw.count(b'"'))
+            check = mlflow_request(raw)
             _, _, answer = service.infer(
                 session, user, platform.serving, name, check, request_id, may_load
             )

@@ -388,12 +388,12 @@ class PredictionLog:
     def _write(self, deployment_id: str, table: pa.Table) -> None:
         stamp = f"{int(time.time() * 1000):015d}-{uuid.uuid4().hex[:8]}"
         key = f"predictions/{deployment_id}/seg-{stamp}.parquet"
-        # Straight into the store's file (it appears whole or not at all): a second of
-        # 1,000-row requests is tens of MB, which an in-memory copy first would double.
-        with self.store.writer(key) as fh:
+        # Straight into a file (it appears whole or not at all): a second of 1,000-row
+        # requests is tens of MB, which an in-memory copy first would double.
+        with self.store.local_writer(key) as path:
             pq.write_table(
                 table,
-                fh,
+                path,
                 compression=COMPRESSION,
                 # dictionary encoding only where values repeat (it cost more than it saved)
                 use_dictionary=DICTIONARY_COLUMNS,

@@ -594,6 +594,28 @@ def check_split(
     return _rows_to_columns(rows, index, signature, field, no_strings)
 
 
+def check_matrix(
+    names: list[str], matrix: np.ndarray, signature: dict[str, Any], field: str = "data"
+) -> Columns | None:
+    """Validate a float64 matrix read under column `names` (every value already a number);
+    None when the signature has a column that is not a number (the caller checks value by
+    value then)."""
+    if not _all_numeric(signature):
+        return None
+    _check_rows(len(matrix), field)
+    position = {n: j for j, n in enumerate(names)}
+    index = []
+    for col in signature["inputs"]:
+        if col["name"] not in position:
+            raise InvalidInput(
+                f"{field}: missing column {col['name']!r}", {"field": f"{field}.{col['name']}"}
+            )
+        index.append(position[col["name"]])
+    if index != list(range(matrix.shape[1])):
+        matrix = matrix[:, index]  # signature order (a copy, contiguous)
+    return _from_matrix(matrix, [c["name"] for c in signature["inputs"]])
+
+
 def check_columns(
     columns: dict[str, Any], signature: dict[str, Any], field: str = "inputs"
 ) -> Columns:
