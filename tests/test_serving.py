@@ -324,9 +324,7 @@ def test_large_bodies_are_answered_and_checked_off_the_event_loop(admin: Client,
         "columns": cols[::-1],
         "data": [row[::-1] for row in data],
     }
-    again = raw.post(
-        f"/api/v1/deployments/{name}/invocations", json={"dataframe_split": reordered}
-    )
+    again = raw.post(f"/api/v1/deployments/{name}/invocations", json={"dataframe_split": reordered})
     assert again.status_code == 200 and again.json() == {"predictions": expected}
     tensor = {"name": "x", "datatype": "FP64", "shape": [len(data), len(cols)], "data": data}
     infer = raw.post(f"/v2/models/{name}/infer", json={"inputs": [tensor]})
@@ -777,6 +775,7 @@ def test_the_log_keeps_numeric_inputs_as_values_and_reads_them_back_as_json(
     import math
     from datetime import UTC, datetime
 
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from mlteam.core.artifacts import ArtifactStore
@@ -790,13 +789,16 @@ def test_the_log_keeps_numeric_inputs_as_values_and_reads_them_back_as_json(
     store = ArtifactStore(str(tmp_path))
     log = predlog.PredictionLog(store)
     now = datetime.now(UTC)
-    log.append_batch(predlog.Batch(now, "d", 1, "v", "live", ["s"], small, [1], 1.0))
-    ids = [f"p{i}" for i in range(40)]
+    one, ids, text_id = (
+        predlog.PredictionIds(1),
+        predlog.PredictionIds(40),
+        predlog.PredictionIds(1),
+    )
+    log.append_batch(predlog.Batch(now, "d", 1, "v", "live", one, small, [1], 1.0))
     log.append_batch(predlog.Batch(now, "d", 1, "v", "live", ids, big, [0] * 40, 4.0))
     # a request with a text column stays JSON, in the same segment
-    log.append_batch(
-        predlog.Batch(now, "d", 1, "v", "live", ["t"], {"a": ["x"], "b c": [2.5]}, ["yes"], 1.0)
-    )
+    text_cols = {"a": ["x"], "b c": [2.5]}
+    log.append_batch(predlog.Batch(now, "d", 1, "v", "live", text_id, text_cols, ["yes"], 1.0))
     assert log.flush() == 42
     # stored as values (no JSON written, for the single row as for the 40 rows) ...
     (segment,) = glob.glob(str(tmp_path / "predictions" / "d" / "*.parquet"))
@@ -807,7 +809,8 @@ def test_the_log_keeps_numeric_inputs_as_values_and_reads_them_back_as_json(
     table = log.read("d")
     assert table.schema == predlog.SCHEMA and table.num_rows == 42
     rows = table.to_pylist()
-    assert [r["prediction_id"] for r in rows] == ["s", *ids, "t"]
+    assert [r["prediction_id"] for r in rows] == [*one, *ids, *text_id]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids) and len(set(ids)) == 40
     text = rows.pop()
     assert json.loads(text["inputs"]) == {"a": "x", "b c": 2.5} and text["output"] == '"yes"'
     for r, values in zip(rows[1:], data, strict=True):
@@ -818,6 +821,21 @@ def test_the_log_keeps_numeric_inputs_as_values_and_reads_them_back_as_json(
             for g, w in zip(got.values(), values, strict=True)
         )
     assert json.loads(rows[0]["inputs"]) == {"a": 0.0, "b c": 0.0}
+    # a segment of before, its ids as text and its values as JSON, is read as it was
+    earlier = {f.name: [None] for f in predlog.SCHEMA} | {
+        "prediction_id": ["0" * 32],
+        "ts": [now],
+        "deployment_id": ["d"],
+        "revision": [1],
+        "inputs": ['{"a": 1.5}'],
+        "output": ["1"],
+    }
+    pq.write_table(
+        pa.table(earlier, schema=predlog.SCHEMA), tmp_path / "predictions" / "d" / "seg-0.parquet"
+    )
+    again = log.read("d").to_pylist()
+    assert len(again) == 43 and again[0]["prediction_id"] == "0" * 32
+    assert again[0]["inputs"] == '{"a": 1.5}'
 
 
 def test_the_prediction_log_writes_early_once_many_rows_wait(tmp_path) -> None:
@@ -832,9 +850,9 @@ def test_the_prediction_log_writes_early_once_many_rows_wait(tmp_path) -> None:
     try:
         folder = tmp_path / "predictions" / "d"
         n = 1_000
-        for i in range(predlog.FLUSH_ROWS // n + 1):  # just past FLUSH_ROWS
+        for _ in range(predlog.FLUSH_ROWS // n + 1):  # just past FLUSH_ROWS
             cols = runtime.check_split(["a"], [[float(j)] for j in range(n)], sig)
-            ids = [f"r{i}-{j}" for j in range(n)]
+            ids = predlog.PredictionIds(n)
             log.append_batch(
                 predlog.Batch(datetime.now(UTC), "d", 1, "v", "live", ids, cols, [0] * n, 1.0)
             )

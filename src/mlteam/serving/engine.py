@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import random
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,7 +20,7 @@ from typing import Any
 
 from mlteam.core.errors import MlteamError
 from mlteam.serving.metrics import ServingMetrics
-from mlteam.serving.predlog import Batch, PredictionLog
+from mlteam.serving.predlog import Batch, PredictionIds, PredictionLog
 from mlteam.serving.runtime import Columns, LoadedModel, ModelCache
 
 log = logging.getLogger("mlteam.serving")
@@ -32,18 +30,9 @@ log = logging.getLogger("mlteam.serving")
 class Answer:
     route: dict[str, Any]
     model: LoadedModel
-    ids: list[str]
+    ids: PredictionIds
     outputs: list[Any]
     latency_ms: float
-
-
-def new_ids(n: int) -> list[str]:
-    """`n` random 128-bit prediction ids (32 hex digits, as uuid4().hex) from one read of the
-    OS's random source: a 1,000-row request does not pay for 1,000 uuid4 calls."""
-    if n == 1:
-        return [uuid.uuid4().hex]
-    raw = os.urandom(16 * n).hex()
-    return [raw[i : i + 32] for i in range(0, 32 * n, 32)]
 
 
 def pick(live: list[dict[str, Any]], request_id: str | None) -> dict[str, Any]:
@@ -113,7 +102,7 @@ class ServingEngine:
             log.exception("model %s v%s failed", route["model"], route["version"])
             raise MlteamError(f"model {route['model']} v{route['version']} failed") from err
         latency = (time.perf_counter() - started) * 1000
-        ids = new_ids(len(outputs))
+        ids = PredictionIds(len(outputs))
         now = datetime.now(UTC)
         if self.log_predictions:
             self.predictions.append_batch(
@@ -158,7 +147,7 @@ class ServingEngine:
         route: dict[str, Any],
         load: Callable[[str], LoadedModel],
         columns: Columns,
-        ids: list[str],
+        ids: PredictionIds,
         ts: datetime,
     ) -> None:
         started = time.perf_counter()
