@@ -27,12 +27,17 @@ the server's CPU per request (`server_cpu_ms`: user + system time of the server'
 from /proc, over the measurement) and the generator's own (`generator_cpu_ms`). Measured per server and model: requests/s and p50/p99 latency of single-row requests at
 concurrency 1 and 8, and rows/s of 1,000-row requests at concurrency 1; plus the in-process
 limit (`model.predict` on a DataFrame of 1 and 1,000 rows, and the ONNX session's run), timed
-once every server is up and idle. `batch_vs_inprocess` is mlteam's 1,000-row rows/s over the
-native limit (the issue's figure), `batch_vs_onnx_inprocess` over the ONNX session's.
+once every server is up and idle, and the 1,000-row native limit again in every round, just
+before that round's 1,000-row requests. `batch_vs_inprocess` is mlteam's 1,000-row rows/s over
+the native limit (the issue's figure), `batch_vs_onnx_inprocess` over the ONNX session's.
 
 The full run makes 3 rounds of every measurement, the servers taking turns (reversed every
 other round) so a shared machine's changing load falls on all of them alike; each figure is
-the round with the median req/s, and every round's req/s is kept (`rps_rounds`).
+the round with the median req/s, and every round's req/s is kept (`rps_rounds`). The two
+ratios of mlteam against itself, `batch_vs_inprocess` (against the limit timed in the same
+round) and `logging_cost` (log on against off in the same round), are taken within each round
+and their median reported, every round's kept (`..._rounds`): this VM's speed drifts by a
+fifth and more from minute to minute, and both sides of a ratio taken a minute apart do not.
 
 Progress goes to stderr; one JSON line to stdout: the headline keys (`c8_rps_ratio`,
 `c8_p99_ms`, `logging_cost`, `batch_vs_inprocess`) are the GradientBoosting model's, the same
@@ -47,6 +52,7 @@ import asyncio
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -285,6 +291,12 @@ def export_checked(m: dict) -> tuple[bytes, bool]:
     return graph, bool((sess.run(["label"], feeds(X))[0] == model.predict(X)).all())
 
 
+def inprocess_rows(m: dict, n: int) -> float:
+    """The native limit now: rows/s of `model.predict` on the 1,000-row DataFrame."""
+    model, many = m["model"], m["many"]
+    return 1000 / per_call(lambda: model.predict(many), n)
+
+
 def limits(key: str, m: dict, quick: bool) -> None:
     """The in-process limits, timed once every server is up and idle: the native predict on a
     DataFrame (the issue's limit) and the ONNX session's own run (the faster one)."""
@@ -461,12 +473,15 @@ def main() -> None:
             # other round) so the machine's load drifts over all of them alike; each figure is
             # the round with the median throughput, every round's throughput kept
             samples: dict[str, dict[str, list[dict]]] = {name: {} for name in targets}
+            inproc_rounds: list[float] = []  # the native limit, rows/s, timed in each round
             for rnd in range(rounds):
                 order = list(targets) if rnd % 2 == 0 else list(reversed(targets))
                 for what in ("c1", "c8", "rows1000"):
                     body, conc, rows = (
                         (b1000, 1, 1000) if what == "rows1000" else (b1, int(what[1]), 1)
                     )
+                    if what == "rows1000":
+                        inproc_rounds.append(inprocess_rows(m, 20 if args.quick else 100))
                     for name in order:
                         if name == "mlteam_nolog" and what == "c1":
                             continue
@@ -484,13 +499,30 @@ def main() -> None:
                         "rps_rounds": [round(x["rps"], 1) for x in runs],
                     }
                 log(f"{key} {name}: {json.dumps(r[name])}")
-            mf, t, off = r["mlflow"], r["mlteam"], r["mlteam_nolog"]
+            mf, t = r["mlflow"], r["mlteam"]
+            # ratios within each round, then their median: the machine's speed drifts from
+            # minute to minute (the native limit alone moved between 260,000 and 470,000
+            # rows/s in a day), and both sides of a ratio taken in one round drift alike
+            on_rows = [x["rows_per_s"] for x in samples["mlteam"]["rows1000"]]
+            batch_rounds = [a / b for a, b in zip(on_rows, inproc_rounds, strict=True)]
+            cost_rounds = [
+                1 - a["rps"] / b["rps"]
+                for a, b in zip(samples["mlteam"]["c8"], samples["mlteam_nolog"]["c8"], strict=True)
+            ]
+            cost_rows_rounds = [
+                1 - a["rps"] / b["rps"]
+                for a, b in zip(
+                    samples["mlteam"]["rows1000"], samples["mlteam_nolog"]["rows1000"], strict=True
+                )
+            ]
             res[key] = {
                 "model": m["label"],
                 "runtime": m["runtime"],
                 **r,
                 "inprocess_1row_us": m["inproc_1"] * 1e6,
-                "inprocess_1000rows_rows_per_s": 1000 / m["inproc_1000"],
+                "inprocess_1000rows_rows_per_s": statistics.median(inproc_rounds),
+                "inprocess_1000rows_rounds": [round(x) for x in inproc_rounds],
+                "inprocess_1000rows_idle_rows_per_s": 1000 / m["inproc_1000"],
                 "onnx_inprocess_1row_us": m["onnx_1"] * 1e6,
                 "onnx_inprocess_1000rows_rows_per_s": 1000 / m["onnx_1000"],
                 "inprocess_loadavg": m["limits_loadavg"],
@@ -498,12 +530,14 @@ def main() -> None:
                 "c8_rps_ratio": t["c8"]["rps"] / mf["c8"]["rps"],
                 "c8_p99_ms": t["c8"]["p99_ms"],
                 "rows1000_ratio": t["rows1000"]["rows_per_s"] / mf["rows1000"]["rows_per_s"],
-                "batch_vs_inprocess": t["rows1000"]["rows_per_s"] / (1000 / m["inproc_1000"]),
+                "batch_vs_inprocess": statistics.median(batch_rounds),
+                "batch_vs_inprocess_rounds": [round(x, 3) for x in batch_rounds],
                 # against the faster limit: the ONNX session's own run in-process
                 "batch_vs_onnx_inprocess": t["rows1000"]["rows_per_s"] / (1000 / m["onnx_1000"]),
-                "logging_cost": 1 - t["c8"]["rps"] / off["c8"]["rps"],
-                "logging_cost_rows1000": 1
-                - t["rows1000"]["rows_per_s"] / off["rows1000"]["rows_per_s"],
+                "logging_cost": statistics.median(cost_rounds),
+                "logging_cost_rounds": [round(x, 3) for x in cost_rounds],
+                "logging_cost_rows1000": statistics.median(cost_rows_rounds),
+                "logging_cost_rows1000_rounds": [round(x, 3) for x in cost_rows_rounds],
             }
         head = res["gb"]
         keys = ("c8_rps_ratio", "c8_p99_ms", "logging_cost", "batch_vs_inprocess")

@@ -523,9 +523,11 @@ def _logged_after_sigterm(replica, folder: Path) -> list[str]:
 
 
 def _count(files: list[str]) -> int:
+    """Predictions in the log's segments (a row per request, `rows` predictions each)."""
     con = duckdb.connect()
     try:
-        return con.execute("SELECT count(*) FROM read_parquet(?)", [files]).fetchall()[0][0]
+        got = con.execute('SELECT sum("rows") FROM read_parquet(?)', [files]).fetchall()
+        return int(got[0][0] or 0)
     finally:
         con.close()
 
@@ -800,11 +802,13 @@ def test_the_log_keeps_numeric_inputs_as_values_and_reads_them_back_as_json(
     text_cols = {"a": ["x"], "b c": [2.5]}
     log.append_batch(predlog.Batch(now, "d", 1, "v", "live", text_id, text_cols, ["yes"], 1.0))
     assert log.flush() == 42
-    # stored as values (no JSON written, for the single row as for the 40 rows) ...
+    # a row per request, the numbers stored as values (no JSON written, for the single row
+    # as for the 40 rows) ...
     (segment,) = glob.glob(str(tmp_path / "predictions" / "d" / "*.parquet"))
     stored = pq.read_table(segment)
-    assert stored.column("inputs").null_count == 41
-    assert stored.column("input_values").null_count == 1
+    assert stored.column("rows").to_pylist() == [1, 40, 1]
+    assert stored.column("inputs").null_count == 2
+    assert [len(v or b"") for v in stored.column("input_values").to_pylist()] == [16, 640, 0]
     # ... and read back as the same JSON objects, in the readers' schema
     table = log.read("d")
     assert table.schema == predlog.SCHEMA and table.num_rows == 42
@@ -862,6 +866,39 @@ def test_the_prediction_log_writes_early_once_many_rows_wait(tmp_path) -> None:
         assert _count(glob.glob(str(folder / "*.parquet"))) == (predlog.FLUSH_ROWS // n + 1) * n
     finally:
         log.stop()
+
+
+def test_a_segment_that_cannot_be_written_keeps_its_predictions_for_the_next_flush(
+    tmp_path,
+) -> None:
+    from datetime import UTC, datetime
+
+    from mlteam.core.artifacts import ArtifactStore
+    from mlteam.serving import predlog, runtime
+
+    sig = {"inputs": [{"name": "a", "type": "double"}]}
+    log = predlog.PredictionLog(ArtifactStore(str(tmp_path)))
+
+    def request(deployment: str, n: int) -> predlog.Batch:
+        cols = runtime.check_split(["a"], [[float(j)] for j in range(n)], sig)
+        ids = predlog.PredictionIds(n)
+        return predlog.Batch(datetime.now(UTC), deployment, 1, "v", "live", ids, cols, [0] * n, 1.0)
+
+    blocker = tmp_path / "predictions" / "d1"
+    blocker.parent.mkdir()
+    blocker.write_text("a file where d1's folder of segments goes")
+    first = [request("d1", 3), request("d1", 1)]
+    for b in [first[0], request("d2", 5), first[1]]:
+        log.append_batch(b)
+    with pytest.raises(OSError):
+        log.flush()  # d1's segment cannot be written; d2's is, all the same
+    assert log.read("d2").num_rows == 5
+    later = request("d1", 2)
+    log.append_batch(later)
+    blocker.unlink()
+    assert log.flush() == 6  # nothing of d1 lost, in the order it came
+    ids = log.read("d1").column("prediction_id").to_pylist()
+    assert ids == [*first[0].ids, *first[1].ids, *later.ids]
 
 
 def test_a_small_request_on_the_event_loop_never_loads_a_model(

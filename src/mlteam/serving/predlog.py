@@ -1,19 +1,20 @@
 """The prediction log: append-only Parquet segments, written off the request path.
 
-Requests append rows to an in-memory buffer; a background thread writes the buffer as one
-Parquet segment per deployment every `flush_seconds`, sooner once FLUSH_ROWS rows wait, and on
-stop. A SIGKILL loses at most the rows of the last interval. Segments are written atomically
-(temp name, rename), so a reader never sees half a segment.
+Requests append their answers to an in-memory buffer; a background thread writes the buffer
+as one Parquet segment per deployment every `flush_seconds`, sooner once FLUSH_ROWS
+predictions wait, and on stop. A SIGKILL loses at most the predictions of the last interval.
+Segments are written atomically (temp name, rename), so a reader never sees half a segment.
 
-What a reader gets (`read`, `SCHEMA`) has every row's inputs as a JSON object. A segment stores
-the inputs of every all-numbers request more cheaply (`STORED`): each row's values as float64
-bytes in one binary column written uncompressed, the column names once per row in a
-dictionary-encoded column; `read` rebuilds the JSON. Writing JSON cost the writer ~8 ms of CPU
-for a 1,000-row request (float formatting, compressing the repeated keys), more than answering
-it, and ~15 µs a single row (a fifth of what the request itself then cost); the bytes cost
-~0.4 ms per 1,000 rows of 30 columns and next to nothing a row (values as a zstd-compressed
-Parquet list of doubles: ~1.5 ms). Doubles' low bits hardly compress: ~6% more disk. Segments
-written before hold a list of doubles there, or JSON, and read back the same.
+What a reader gets (`read`, `SCHEMA`) is one row per prediction, its inputs a JSON object. A
+segment holds one row per request instead (`STORED`): its time, deployment, version, mode and
+latency once, its prediction ids as one run of 16-byte ids, its outputs as one JSON array, and
+its inputs, when they are all numbers, as one run of float64 values under one list of column
+names (else as JSON, one object per prediction). The writer then does next to nothing per
+prediction: a segment written a row per prediction cost the writer ~0.55 ms of CPU for every
+1,000-row request (dictionary-encoding the names and version repeated on every row, building
+the ids and values per row), a quarter of what answering the request cost, on the core the
+request's own model run wanted. Writing JSON instead of values had cost ~8 ms. `read` spreads
+the rows out again, whichever of the earlier layouts a segment has.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -50,46 +52,29 @@ SCHEMA = pa.schema(
         ("latency_ms", pa.float64()),
     ]
 )
-DICTIONARY_COLUMNS = ["deployment_id", "model_version_id", "mode", "input_names"]
-# the segments' schema: SCHEMA with the ids as their 16 bytes, and "inputs" null where the two
-# columns below hold them instead
+# A segment's rows: one per request.
 STORED = pa.schema(
     [
-        ("prediction_id", pa.binary(16)),
-        *list(SCHEMA)[1:],
-        ("input_names", pa.string()),  # JSON list of the column names
-        ("input_values", pa.binary()),  # the row's values in that order, float64 little-endian
+        ("ts", pa.timestamp("ms", tz="UTC")),
+        ("deployment_id", pa.string()),
+        ("revision", pa.int32()),
+        ("model_version_id", pa.string()),
+        ("mode", pa.string()),
+        ("latency_ms", pa.float64()),  # of each prediction: the request's over its rows
+        ("rows", pa.int32()),
+        ("prediction_ids", pa.large_binary()),  # `rows` ids of 16 bytes
+        ("input_names", pa.string()),  # JSON list of the columns, when values are kept ...
+        ("input_values", pa.large_binary()),  # ... rows x columns float64, little-endian
+        ("inputs", pa.list_(pa.string())),  # else each prediction's inputs as a JSON object
+        ("outputs", pa.string()),  # JSON array, one answer a prediction
     ]
 )
-
-
-# zstd everywhere but on random ids and the values' bytes (see the module's docstring)
+DICTIONARY_COLUMNS = ["deployment_id", "model_version_id", "mode", "input_names"]
+# random ids and the values' bytes hardly compress (doubles' low bits are noise: ~6% more disk)
 COMPRESSION = {name: "zstd" for name in STORED.names}
-COMPRESSION |= {"prediction_id": "none", "input_values": "none"}
-# min/max of random ids and of raw value bytes would let no reader skip anything
-STATISTICS = [name for name in STORED.names if name not in ("prediction_id", "input_values")]
-
-
-def _number_json(values: list[Any]) -> list[str] | None:
-    """JSON texts of plain numbers and booleans in one `json.dumps` call, or None."""
-    if not all(type(v) in (int, float, bool) for v in values):
-        return None
-    text = json.dumps(values)
-    return text[1:-1].split(", ") if values else []
-
-
-def _inputs_json(names: list[str], matrix: np.ndarray) -> pa.Array:
-    """One JSON object per row of a float matrix, `{"name": value, ...}`, built column-wise."""
-    parts: list[Any] = []
-    for j, name in enumerate(names):
-        parts.append(pa.scalar(("{" if j == 0 else ", ") + json.dumps(name) + ": "))
-        column = matrix[:, j]
-        if np.isfinite(column).all():
-            parts.append(pa.array(column).cast(pa.string()))  # shortest round-trip digits
-        else:  # NaN / Infinity as Python's json writes them (Arrow would write nan)
-            parts.append(pa.array([json.dumps(v) for v in column.tolist()], pa.string()))
-    parts.append(pa.scalar("}"))
-    return pc.binary_join_element_wise(*parts, "")
+COMPRESSION |= {"prediction_ids": "none", "input_values": "none"}
+# min/max of raw bytes and JSON would let no reader skip anything
+STATISTICS = ["ts", "deployment_id", "revision", "model_version_id", "mode", "latency_ms", "rows"]
 
 
 class PredictionIds(Sequence[str]):
@@ -120,26 +105,9 @@ class PredictionIds(Sequence[str]):
         return iter(self._texts())
 
 
-def _hex_ids(ids: pa.Array) -> pa.Array:
-    """16-byte ids as their 32 hex digits, for the whole column at once."""
-    ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
-    n = len(ids)
-    raw = np.frombuffer(ids.buffers()[1], np.uint8, count=16 * n, offset=16 * ids.offset)
-    digits = np.frombuffer(b"0123456789abcdef", np.uint8)
-    text = np.empty(32 * n, np.uint8)
-    text[0::2], text[1::2] = digits[raw >> 4], digits[raw & 15]
-    offsets = np.arange(0, 32 * n + 1, 32, dtype=np.int32)
-    return pa.Array.from_buffers(
-        pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(text)]
-    )
-
-
 @dataclass
 class Batch:
-    """One request's answers from one version, kept as given until the log writes them.
-
-    The JSON of inputs and outputs is built by the writer thread, not the request.
-    """
+    """One request's answers from one version, kept as given until the log writes them."""
 
     ts: datetime
     deployment_id: str
@@ -160,168 +128,73 @@ class Batch:
 
     def inputs_json(self) -> list[str]:
         names = list(self.columns)
-        matrix = getattr(self.columns, "matrix", None)
-        if matrix is not None:
-            rows: Any = matrix.tolist()
-        else:
-            values = [v.tolist() if isinstance(v, np.ndarray) else v for v in self.columns.values()]
-            rows = zip(*values, strict=True) if names else [() for _ in self.ids]
+        values = [v.tolist() if isinstance(v, np.ndarray) else v for v in self.columns.values()]
+        rows = zip(*values, strict=True) if names else [() for _ in self.ids]
         return [json.dumps(dict(zip(names, row, strict=True))) for row in rows]
 
-    def outputs_json(self) -> list[str]:
-        fast = _number_json(self.outputs)
-        return fast if fast is not None else [json.dumps(out) for out in self.outputs]
-
-
-class _Columns:
-    """The log's columns for one segment, gathered batch by batch with a few list appends
-    each; the arrays are built once per segment (`table`). The values a batch shares (time,
-    deployment, revision, version, mode, latency, column names) are kept once per batch and
-    repeated by Arrow then."""
-
-    def __init__(self) -> None:
-        self.ids: list[bytes] = []  # 16 bytes an id, per batch
-        self.rows = 0
-        self.counts: list[int] = []
-        self.ts: list[int] = []  # ms since the epoch, per batch
-        self.deployment: list[str] = []
-        self.revision: list[int] = []
-        self.version: list[str] = []
-        self.mode: list[str] = []
-        self.latency: list[float] = []
-        self.names: list[str | None] = []  # per batch: JSON list of the columns, or None
-        self.matrices: list[np.ndarray] = []  # the values of the batches kept as values
-        self.texts: list[list[str] | None] = []  # per batch: inputs as JSON, or None
-        self.outputs: list[list[Any]] = []  # per batch, as answered
-
-    def _shared(
-        self, n: int, ts: datetime, deployment: str, revision: int, version: str, mode: str
-    ) -> None:
-        self.counts.append(n)
-        self.ts.append(int(ts.timestamp() * 1000))
-        self.deployment.append(deployment)
-        self.revision.append(revision)
-        self.version.append(version)
-        self.mode.append(mode)
-
-    def add(self, b: Batch) -> None:
-        n = len(b.ids)
-        self._shared(n, b.ts, b.deployment_id, b.revision, b.model_version_id, b.mode)
-        self.latency.append(b.latency_ms / max(1, n))
-        self.ids.append(b.ids.raw)
-        self.rows += n
-        matrix = b.stored_matrix()
-        if matrix is None:
-            self.texts.append(b.inputs_json())
-            self.names.append(None)
-        else:
-            self.texts.append(None)
-            self.names.append(_names_json(tuple(b.columns)))
-            self.matrices.append(matrix)
-        self.outputs.append(b.outputs)
-
-    def add_row(self, row: dict[str, Any]) -> None:
-        self._shared(
-            1,
-            row["ts"],
-            row["deployment_id"],
-            row["revision"],
-            row["model_version_id"],
-            row["mode"],
-        )
-        self.latency.append(row["latency_ms"])
-        self.ids.append(bytes.fromhex(row["prediction_id"]))
-        self.rows += 1
-        self.texts.append([row["inputs"]])
-        self.names.append(None)
-        self.outputs.append([json.loads(row["output"])])
-
-    def __len__(self) -> int:
-        return self.rows
-
-    def _inputs(self) -> pa.Array:
-        if all(t is None for t in self.texts):
-            return pa.nulls(self.rows, pa.string())
-        rows: list[str | None] = []
-        for n, texts in zip(self.counts, self.texts, strict=True):
-            rows.extend([None] * n if texts is None else texts)
-        return pa.array(rows, pa.string())
-
-    def _values(self) -> pa.Array:
-        """The binary column of values: each row's float64 bytes, null where JSON is kept."""
-        n = self.rows
-        if not self.matrices:
-            return pa.nulls(n, pa.binary())
-        kept = np.array([t is None for t in self.texts])
-        valid = np.repeat(kept, self.counts)
-        widths = np.array([m.shape[1] * 8 for m in self.matrices], dtype=np.int64)
-        sizes = np.zeros(n, dtype=np.int64)
-        sizes[valid] = np.repeat(widths, np.asarray(self.counts)[kept])
-        offsets = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(sizes, out=offsets[1:])
-        flat = np.concatenate(
-            [np.ascontiguousarray(m, dtype="<f8").reshape(-1) for m in self.matrices]
-        )
-        bitmap = None if valid.all() else pa.array(valid).buffers()[1]
-        return pa.Array.from_buffers(
-            pa.large_binary(),
-            n,
-            [bitmap, pa.py_buffer(offsets), pa.py_buffer(flat)],
-            null_count=n - int(valid.sum()),
-        ).cast(pa.binary())
-
-    def _outputs(self) -> pa.Array:
-        """Each row's answer as JSON text. Runs of batches answered with Python ints (a
-        classifier's labels) are turned into text by Arrow in one call; the other runs by
-        `json` (NaN, strings, ...)."""
-        parts: list[pa.Array] = []
-        run: list[Any] = []
-        run_ints = True
-        for outs in self.outputs:
-            ints = set(map(type, outs)) == {int}
-            if run and ints != run_ints:
-                parts.append(_outputs_text(run, run_ints))
-                run = []
-            run.extend(outs)
-            run_ints = ints
-        if run:
-            parts.append(_outputs_text(run, run_ints))
-        return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
-
-    def table(self) -> pa.Table:
-        batch = pa.array(np.repeat(np.arange(len(self.counts)), self.counts))
-
-        def rep(values: list[Any], kind: pa.DataType) -> pa.Array:
-            return pa.array(values, kind).take(batch)
-
-        return pa.table(
-            [
-                pa.Array.from_buffers(
-                    pa.binary(16), self.rows, [None, pa.py_buffer(b"".join(self.ids))]
-                ),
-                rep(self.ts, pa.int64()).cast(SCHEMA.field("ts").type),
-                rep(self.deployment, pa.string()),
-                rep(self.revision, pa.int32()),
-                rep(self.version, pa.string()),
-                rep(self.mode, pa.string()),
-                self._inputs(),
-                self._outputs(),
-                rep(self.latency, pa.float64()),
-                rep(self.names, pa.string()),
-                self._values(),
-            ],
-            schema=STORED,
-        )
-
-
-def _outputs_text(outputs: list[Any], ints: bool) -> pa.Array:
-    if ints:
+    def outputs_json(self) -> str:
+        """The answers as one JSON array: by orjson (a tenth of `json`'s time), unless it
+        would write null for a NaN or an infinity, which `json` keeps; readers re-read it."""
         try:
-            return pa.array(outputs, pa.int64()).cast(pa.string())
-        except (OverflowError, pa.ArrowInvalid):  # past int64: json writes any int
-            pass
-    texts = _number_json(outputs)
-    return pa.array(texts if texts is not None else [json.dumps(o) for o in outputs], pa.string())
+            text = orjson.dumps(self.outputs)
+        except orjson.JSONEncodeError:  # an int past 64 bits, a type orjson does not write
+            return json.dumps(self.outputs)
+        return json.dumps(self.outputs) if b"null" in text else text.decode()
+
+
+def _segment(bs: list[Batch]) -> pa.Table:
+    """A segment's rows, a request each: a few values a request, the rest as one run."""
+    rows = [len(b.ids) for b in bs]
+    matrices = [b.stored_matrix() for b in bs]
+    return pa.table(
+        [
+            pa.array([int(b.ts.timestamp() * 1000) for b in bs], pa.int64()).cast(
+                STORED.field("ts").type
+            ),
+            pa.array([b.deployment_id for b in bs], pa.string()),
+            pa.array([b.revision for b in bs], pa.int32()),
+            pa.array([b.model_version_id for b in bs], pa.string()),
+            pa.array([b.mode for b in bs], pa.string()),
+            pa.array([b.latency_ms / max(1, n) for b, n in zip(bs, rows, strict=True)]),
+            pa.array(rows, pa.int32()),
+            pa.array([b.ids.raw for b in bs], pa.large_binary()),
+            pa.array(
+                [
+                    None if m is None else _names_json(tuple(b.columns))
+                    for b, m in zip(bs, matrices, strict=True)
+                ],
+                pa.string(),
+            ),
+            _blobs(matrices),
+            pa.array(
+                [b.inputs_json() if m is None else None for b, m in zip(bs, matrices, strict=True)],
+                pa.list_(pa.string()),
+            ),
+            pa.array([b.outputs_json() for b in bs], pa.string()),
+        ],
+        schema=STORED,
+    )
+
+
+def _blobs(matrices: list[np.ndarray | None]) -> pa.Array:
+    """Each matrix's float64 bytes as one binary value (null where there is none), copied
+    once, into one buffer."""
+    kept = [np.ascontiguousarray(m, dtype="<f8").reshape(-1) for m in matrices if m is not None]
+    sizes = np.array([0 if m is None else m.size * 8 for m in matrices], dtype=np.int64)
+    offsets = np.zeros(len(matrices) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    valid = [m is not None for m in matrices]
+    data = np.concatenate(kept) if kept else np.empty(0, "<f8")
+    return pa.Array.from_buffers(
+        pa.large_binary(),
+        len(matrices),
+        [
+            None if all(valid) else pa.array(valid).buffers()[1],
+            pa.py_buffer(offsets),
+            pa.py_buffer(data),
+        ],
+        null_count=valid.count(False),
+    )
 
 
 @functools.lru_cache(maxsize=256)
@@ -329,12 +202,113 @@ def _names_json(names: tuple[str, ...]) -> str:
     return json.dumps(list(names))
 
 
-def _readable(table: pa.Table) -> pa.Table:
-    """A segment as readers see it (SCHEMA): inputs stored as values become JSON again."""
+# -- reading: every layout a segment may have, one row per prediction ---------------------------
+
+
+def _joined(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The bytes of every value of a binary column, end to end (nulls have none)."""
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    if not len(arr):
+        return np.empty(0, np.uint8)
+    width = np.int64 if pa.types.is_large_binary(arr.type) else np.int32
+    offsets = np.frombuffer(
+        arr.buffers()[1], width, count=len(arr) + 1, offset=arr.offset * np.dtype(width).itemsize
+    )
+    data = arr.buffers()[2]
+    if data is None:
+        return np.empty(0, np.uint8)
+    return np.frombuffer(data, np.uint8)[int(offsets[0]) : int(offsets[-1])]
+
+
+def _hex_ids(raw: np.ndarray) -> pa.Array:
+    """16-byte ids, end to end, as their 32 hex digits, for the whole column at once."""
+    n = len(raw) // 16
+    digits = np.frombuffer(b"0123456789abcdef", np.uint8)
+    text = np.empty(32 * n, np.uint8)
+    text[0::2], text[1::2] = digits[raw >> 4], digits[raw & 15]
+    offsets = np.arange(0, 32 * n + 1, 32, dtype=np.int32)
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(text)])
+
+
+def _inputs_json(names: list[str], matrix: np.ndarray) -> pa.Array:
+    """One JSON object per row of a float matrix, `{"name": value, ...}`, built column-wise."""
+    parts: list[Any] = []
+    for j, name in enumerate(names):
+        parts.append(pa.scalar(("{" if j == 0 else ", ") + json.dumps(name) + ": "))
+        column = matrix[:, j]
+        if np.isfinite(column).all():
+            parts.append(pa.array(column).cast(pa.string()))  # shortest round-trip digits
+        else:  # NaN / Infinity as Python's json writes them (Arrow would write nan)
+            parts.append(pa.array([json.dumps(v) for v in column.tolist()], pa.string()))
+    parts.append(pa.scalar("}"))
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def _outputs_column(outputs: list[Any]) -> pa.Array:
+    """Each answer as JSON text: all Python ints (a classifier's labels) by Arrow in one call,
+    anything else by `json` (NaN, strings, ...)."""
+    if all(type(v) is int for v in outputs):
+        try:
+            return pa.array(outputs, pa.int64()).cast(pa.string())
+        except (OverflowError, pa.ArrowInvalid):  # past int64: json writes any int
+            pass
+    if all(type(v) in (int, float, bool) for v in outputs):
+        text = json.dumps(outputs)
+        return pa.array(text[1:-1].split(", ") if outputs else [], pa.string())
+    return pa.array([json.dumps(v) for v in outputs], pa.string())
+
+
+def _from_requests(table: pa.Table) -> pa.Table:
+    """A segment of one row per request, spread out to one row per prediction."""
+    rows = table.column("rows").to_numpy().astype(np.int64)
+    n = int(rows.sum())
+    each = pa.array(np.repeat(np.arange(len(rows)), rows))
+    starts = np.concatenate([[0], np.cumsum(rows)])
+    inputs: list[str | None] = [None] * n
+    names = table.column("input_names").to_pylist()
+    texts = table.column("inputs").to_pylist()
+    values = table.column("input_values")
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, (cols, text) in enumerate(zip(names, texts, strict=True)):
+        if cols is not None:
+            groups[cols].append(i)
+        elif text is not None:
+            inputs[starts[i] : starts[i + 1]] = text
+    for cols, members in groups.items():
+        columns = json.loads(cols)
+        flat = _joined(values.take(pa.array(members))).view("<f8")
+        matrix = flat.reshape(-1, len(columns))
+        at = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in members])
+        for i, text in zip(at.tolist(), _inputs_json(columns, matrix).to_pylist(), strict=True):
+            inputs[i] = text
+    outputs = [v for text in table.column("outputs").to_pylist() for v in json.loads(text)]
+    return pa.table(
+        [
+            _hex_ids(_joined(table.column("prediction_ids"))),
+            table.column("ts").take(each),
+            table.column("deployment_id").take(each),
+            table.column("revision").take(each),
+            table.column("model_version_id").take(each),
+            table.column("mode").take(each),
+            pa.array(inputs, pa.string()),
+            _outputs_column(outputs),
+            table.column("latency_ms").take(each),
+        ],
+        schema=SCHEMA,
+    )
+
+
+def _from_predictions(table: pa.Table) -> pa.Table:
+    """A segment of one row per prediction (written before requests were kept whole): its
+    inputs as JSON, or as float64 bytes (or a list of doubles) under `input_names`."""
     ids = table.column("prediction_id")
-    if pa.types.is_fixed_size_binary(ids.type):  # not in segments written before
-        table = table.set_column(0, "prediction_id", _hex_ids(ids))
-    if "input_values" not in table.column_names:  # a segment written before values were kept
+    if pa.types.is_fixed_size_binary(ids.type):  # ids as bytes, not text
+        raw = ids.combine_chunks()
+        data = np.frombuffer(raw.buffers()[1], np.uint8)
+        table = table.set_column(
+            0, "prediction_id", _hex_ids(data[16 * raw.offset :][: 16 * len(raw)])
+        )
+    if "input_values" not in table.column_names:
         return table.select(SCHEMA.names).cast(SCHEMA)
     inputs = table.column("inputs").to_pylist()
     names = table.column("input_names").to_pylist()
@@ -343,15 +317,15 @@ def _readable(table: pa.Table) -> pa.Table:
         if text is None and cols is not None:
             groups[cols].append(i)
     values = table.column("input_values")
-    for cols, rows in groups.items():
+    for cols, members in groups.items():
         columns = json.loads(cols)
-        picked = values.take(pa.array(rows)).combine_chunks()
+        picked = values.take(pa.array(members)).combine_chunks()
         if pa.types.is_binary(picked.type):
-            flat = np.frombuffer(b"".join(picked.to_pylist()), dtype="<f8")
-        else:  # a segment of before: a list of doubles
+            flat = _joined(picked).view("<f8")
+        else:  # a list of doubles
             flat = picked.flatten().to_numpy(zero_copy_only=False)
-        matrix = flat.reshape(len(rows), len(columns))
-        for i, text in zip(rows, _inputs_json(columns, matrix).to_pylist(), strict=True):
+        matrix = flat.reshape(len(members), len(columns))
+        for i, text in zip(members, _inputs_json(columns, matrix).to_pylist(), strict=True):
             inputs[i] = text
     table = table.set_column(
         table.column_names.index("inputs"), "inputs", pa.array(inputs, pa.string())
@@ -359,9 +333,16 @@ def _readable(table: pa.Table) -> pa.Table:
     return table.select(SCHEMA.names).cast(SCHEMA)
 
 
-# Written as soon as this many rows wait, whatever the interval: under 1,000-row requests a
-# second's worth was tens of MB of arrays, fresh memory from the OS every second (measured:
-# 1.5 ms of system CPU per request at a 1 s interval, 0.4 ms at a quarter of that).
+def _readable(table: pa.Table) -> pa.Table:
+    """A segment as readers see it (SCHEMA), whichever layout it was written in."""
+    if "prediction_ids" in table.column_names:
+        return _from_requests(table)
+    return _from_predictions(table)
+
+
+# Written as soon as this many predictions wait, whatever the interval: under 1,000-row
+# requests a second's worth was tens of MB of arrays, fresh memory from the OS every second
+# (measured: 1.5 ms of system CPU per request at a 1 s interval, 0.4 ms at a quarter of that).
 FLUSH_ROWS = 32_768
 
 
@@ -369,11 +350,11 @@ class PredictionLog:
     def __init__(self, store: ArtifactStore, flush_seconds: float = 1.0) -> None:
         self.store = store
         self.flush_seconds = flush_seconds
-        self._rows: dict[str, list[dict[str, Any] | Batch]] = defaultdict(list)
+        self._batches: dict[str, list[Batch]] = defaultdict(list)
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
-        self._full = threading.Event()  # FLUSH_ROWS rows are waiting: write them now
+        self._full = threading.Event()  # FLUSH_ROWS predictions are waiting: write them now
         self._pending = 0
         self._thread: threading.Thread | None = None
 
@@ -391,15 +372,10 @@ class PredictionLog:
             self._thread = None
         self.flush()
 
-    def append(self, rows: list[dict[str, Any]]) -> None:
-        with self._lock:
-            for row in rows:
-                self._rows[row["deployment_id"]].append(row)
-
     def append_batch(self, batch: Batch) -> None:
-        """Keep one request's answers (cheap: the rows are built when written)."""
+        """Keep one request's answers (cheap: the segment's rows are built when written)."""
         with self._lock:
-            self._rows[batch.deployment_id].append(batch)
+            self._batches[batch.deployment_id].append(batch)
             self._pending += len(batch.ids)
             full = self._pending >= FLUSH_ROWS
         if full:
@@ -413,31 +389,35 @@ class PredictionLog:
                 return
             try:
                 self.flush()
-            except Exception:  # keep the rows for the next try rather than lose the thread
+            except Exception:  # the batches are kept for the next try; keep the thread
                 time.sleep(self.flush_seconds)
 
-    def flush(self) -> int:
+    def flush(self, deployment_id: str | None = None) -> int:
+        """Write what waits (of one deployment, if given), a segment per deployment; the
+        number of predictions written. A deployment whose segment cannot be written keeps its
+        batches for the next flush (the error is raised once the others are written)."""
         with self._flush_lock:
             with self._lock:
-                pending, self._rows = self._rows, defaultdict(list)
-                self._pending = 0
-            written = 0
-            for deployment_id, items in pending.items():
-                columns = _Columns()
-                for item in items:
-                    if isinstance(item, Batch):
-                        columns.add(item)
-                    else:
-                        columns.add_row(item)
-                if not len(columns):
+                if deployment_id is None:
+                    pending, self._batches = self._batches, defaultdict(list)
+                else:
+                    pending = {deployment_id: self._batches.pop(deployment_id, [])}
+                self._pending -= sum(len(b.ids) for bs in pending.values() for b in bs)
+            written, failed = 0, None
+            for dep, batches in pending.items():
+                if not batches:
                     continue
-                table = columns.table()
+                predictions = sum(len(b.ids) for b in batches)
                 try:
-                    self._write(deployment_id, table)
-                except Exception:
-                    self.append(_readable(table).to_pylist())  # kept for the next flush
-                    raise
-                written += len(columns)
+                    self._write(dep, _segment(batches))
+                    written += predictions
+                except Exception as err:
+                    failed = failed or err
+                    with self._lock:  # before anything appended since, as they came
+                        self._batches[dep][:0] = batches
+                        self._pending += predictions
+            if failed is not None:
+                raise failed
             return written
 
     def _write(self, deployment_id: str, table: pa.Table) -> None:
@@ -450,14 +430,14 @@ class PredictionLog:
                 table,
                 path,
                 compression=COMPRESSION,
-                # dictionary encoding only where values repeat (it cost more than it saved)
                 use_dictionary=DICTIONARY_COLUMNS,
                 write_statistics=STATISTICS,
             )
 
     def read(self, deployment_id: str) -> pa.Table:
-        """Every logged row of a deployment (flushing this process's buffer first)."""
-        self.flush()
+        """Every logged prediction of a deployment (flushing this process's buffer of it
+        first)."""
+        self.flush(deployment_id)
         segments = [
             e["path"]
             for e in self.store.list(f"predictions/{deployment_id}")
