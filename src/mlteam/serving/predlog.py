@@ -435,6 +435,21 @@ class PredictionLog:
             )
             _to_disk(path)
 
+    def read(self, deployment_id: str) -> pa.Table:
+        """Every logged prediction of a deployment (flushing this process's buffer of it
+        first)."""
+        self.flush(deployment_id)
+        segments = [
+            e["path"]
+            for e in self.store.list(f"predictions/{deployment_id}")
+            if e["path"].endswith(".parquet")
+        ]
+        tables = []
+        for seg in segments:
+            with self.store.open(f"predictions/{deployment_id}/{seg}") as fh:
+                tables.append(_readable(pq.read_table(fh)))
+        return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+
 
 def _to_disk(path: str) -> None:
     """Put a written segment on disk and out of the page cache.
@@ -452,18 +467,3 @@ def _to_disk(path: str) -> None:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
-
-    def read(self, deployment_id: str) -> pa.Table:
-        """Every logged prediction of a deployment (flushing this process's buffer of it
-        first)."""
-        self.flush(deployment_id)
-        segments = [
-            e["path"]
-            for e in self.store.list(f"predictions/{deployment_id}")
-            if e["path"].endswith(".parquet")
-        ]
-        tables = []
-        for seg in segments:
-            with self.store.open(f"predictions/{deployment_id}/{seg}") as fh:
-                tables.append(_readable(pq.read_table(fh)))
-        return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
