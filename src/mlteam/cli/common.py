@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mlteam.client import Client
@@ -17,7 +18,9 @@ from mlteam.config import Settings
 from mlteam.core.errors import MlteamError
 
 out = Console()
-err = Console(stderr=True)
+# Messages are not folded at the terminal's width: a path or SQL in one stays whole, for the
+# reader and for whoever greps a log of it.
+err = Console(stderr=True, soft_wrap=True)
 
 
 def settings() -> Settings:
@@ -38,12 +41,12 @@ def errors() -> Iterator[None]:
     try:
         yield
     except MlteamError as e:
-        err.print(f"[red]error:[/] {e.message}")
+        err.print(f"[red]error:[/] {escape(e.message)}")
         if e.details:
-            err.print(f"  details: {json.dumps(e.details, default=str)[:2000]}")
+            err.print(f"  details: {escape(json.dumps(e.details, default=str)[:2000])}")
         raise typer.Exit(1) from None
     except OSError as e:
-        err.print(f"[red]error:[/] {e}")
+        err.print(f"[red]error:[/] {escape(str(e))}")
         raise typer.Exit(1) from None
 
 
