@@ -10,6 +10,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
@@ -36,7 +38,12 @@ def _wide_csv(path: Path, rows: int) -> Path:
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.normal(size=(rows, 20)), columns=[f"f{i}" for i in range(20)])
     frame["label"] = rng.integers(0, 2, rows)
-    frame.to_csv(path, index=False)
+    # Arrow's writer: pandas' takes ~12 s for 300,000 rows of full-precision floats
+    pa_csv.write_csv(
+        pa.Table.from_pandas(frame, preserve_index=False),
+        path,
+        pa_csv.WriteOptions(quoting_style="none"),
+    )
     return path
 
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import skops.io as sio
 
 from mlteam.core.errors import InvalidInput
 
@@ -39,10 +38,16 @@ TRUSTED_TYPES = frozenset(
 
 
 def dump_sklearn(model: Any, path: str) -> None:
+    import skops.io as sio  # here, not at the top: importing skops costs ~3.5 s (see below)
+
     sio.dump(model, path)
 
 
 def load_sklearn(data: bytes) -> Any:
+    # skops walks all of scikit-learn on import (~3.5 s of a server's start here); a server
+    # pays it at its first model load, not at every start and in every worker.
+    import skops.io as sio
+
     untrusted = sio.get_untrusted_types(data=data)
     unsafe = [t for t in untrusted if t not in TRUSTED_TYPES]
     if unsafe:

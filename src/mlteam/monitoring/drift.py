@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 EPS = 1e-4
 ALPHA = 0.01
@@ -49,12 +48,16 @@ def categorical_pvalue(ref: pd.Series, cur: pd.Series) -> float:
     if len(cats) < 2:
         return 1.0
     counts = np.vstack([r.reindex(cats, fill_value=0), c.reindex(cats, fill_value=0)])
+    from scipy import stats  # ~1 s to import: paid by a drift report, not by every start
+
     return float(stats.chi2_contingency(counts).pvalue)
 
 
 def feature_drift(
     reference: pd.DataFrame, current: pd.DataFrame, features: list[str]
 ) -> dict[str, Any]:
+    from scipy import stats
+
     out: dict[str, Any] = {}
     for f in features:
         if f not in current or f not in reference:

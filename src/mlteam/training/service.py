@@ -33,13 +33,16 @@ from mlteam.core.models import Job, User
 from mlteam.data import service as data
 from mlteam.projects import service as projects
 from mlteam.tracking import service as tracking
-from mlteam.training import recipes
 from mlteam.training.executors import EXECUTORS
 
 TASKS = ("auto", "classification", "regression")
 MAX_TRIALS = 1000
 MAX_MINUTES = 24 * 60
 MAX_WORKERS = 64
+
+
+# `recipes` is imported where it is used: it brings scikit-learn and SciPy, ~2 s of every
+# server start otherwise, paid now by the first training request of a process instead.
 
 
 def _check_options(
@@ -52,6 +55,8 @@ def _check_options(
     executor: str,
 ) -> list[str]:
     """The request's tuning and executor options; returns the candidate families to run."""
+    from mlteam.training import recipes
+
     chosen = list(candidates) if candidates is not None else list(recipes.CANDIDATES)
     unknown = [c for c in chosen if c not in recipes.CANDIDATES]
     if unknown:
@@ -214,6 +219,7 @@ def _check_data(
 
     from mlteam.data.profile import q
     from mlteam.data.scan import arrow_dataset
+    from mlteam.training import recipes
 
     what = f"{dv_name} v{dv.n}"
     counts = ", ".join(f"count({q(f)})" for f in features)
@@ -299,6 +305,8 @@ def _parts(
     table: Any, df: pd.DataFrame, split: dict[str, Any] | None, p: dict[str, Any], task: str
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Train/validation/test: the version's recorded split if any, else split_frame by seed."""
+    from mlteam.training import recipes
+
     target = p["target"]
     if split:
         import duckdb
@@ -352,6 +360,8 @@ class Recorder:
             return tracking.create_run(s, actor, exp, **kwargs).id
 
     def trial(self, parent_id: str, family: str, task: str, rec: dict[str, Any]) -> None:
+        from mlteam.training import recipes
+
         primary, _ = recipes.PRIMARY[task]
         tags = {
             "mlteam.kind": "trial",
@@ -434,6 +444,8 @@ def _fail_runs(ctx: jobs.JobContext, run_ids: list[str]) -> None:
 
 
 def run_training_job(ctx: jobs.JobContext) -> dict[str, Any]:
+    from mlteam.training import recipes
+
     p = ctx.params
     ctx.progress(0.02, f"loading dataset {p['dataset']} v{p['version']}")
     with ctx.db.session() as s:
@@ -600,7 +612,7 @@ def _train_candidates(
     created: list[str],
     pool: Any,
 ) -> dict[str, Any]:
-    from mlteam.training import tuning
+    from mlteam.training import recipes, tuning
 
     target, features, seed = p["target"], list(p["features"]), int(p["seed"])
     primary, _ = recipes.PRIMARY[task]
