@@ -11,6 +11,7 @@ import json
 import os
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import duckdb
@@ -840,6 +841,43 @@ def test_the_log_keeps_numeric_inputs_as_values_and_reads_them_back_as_json(
     again = log.read("d").to_pylist()
     assert len(again) == 43 and again[0]["prediction_id"] == "0" * 32
     assert again[0]["inputs"] == '{"a": 1.5}'
+    # feedback's lookup finds ids of either layout, and nothing else
+    asked = [ids[0], ids[39], text_id[0], "0" * 32, "f" * 32, "not an id", ids[0].upper()]
+    assert log.find("d", asked) == {ids[0], ids[39], text_id[0], "0" * 32}
+
+
+def test_prediction_ids_carry_their_time_and_feedback_reads_only_the_log_since(
+    tmp_path: Path,
+) -> None:
+    from datetime import UTC, datetime
+
+    from mlteam.core.artifacts import ArtifactStore
+    from mlteam.serving import predlog
+
+    before = time.time_ns() // 1_000_000
+    ids = predlog.PredictionIds(3)
+    one = predlog.PredictionIds(1)
+    after = time.time_ns() // 1_000_000
+    for i in [*ids, *one]:  # UUIDv7: the millisecond, version 7, the RFC's variant
+        u = uuid.UUID(i)
+        assert u.version == 7 and u.variant == uuid.RFC_4122
+        assert before <= int(i[:12], 16) <= after
+    assert len({*ids, *one}) == 4
+    log = predlog.PredictionLog(ArtifactStore(str(tmp_path)))
+    folder = tmp_path / "predictions" / "d"
+    folder.mkdir(parents=True)
+    # the log of long ago, as one segment that cannot even be read: feedback on today's
+    # predictions never opens it
+    old = predlog.PredictionIds(1, ms=before - 10 * predlog.CLOCK_SKEW_MS)
+    (folder / f"seg-{before - 2 * predlog.CLOCK_SKEW_MS:015d}-0badf11e.parquet").write_bytes(
+        b"not parquet"
+    )
+    log.append_batch(
+        predlog.Batch(datetime.now(UTC), "d", 1, "v", "live", ids, {"a": [1, 2, 3]}, [0] * 3, 1.0)
+    )
+    assert log.find("d", [ids[1], one[0]]) == {ids[1]}
+    with pytest.raises(Exception, match="Parquet|parquet|magic"):
+        log.find("d", [old[0]])  # an id from back then: that segment must be read
 
 
 def test_the_prediction_log_writes_early_once_many_rows_wait(tmp_path) -> None:

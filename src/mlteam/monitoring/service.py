@@ -42,8 +42,7 @@ def submit_feedback(
     ids = [str(i.get("prediction_id", "")) for i in items]
     if len(set(ids)) != len(ids):
         raise InvalidInput("a prediction id appears twice", {"field": "items"})
-    table = log.read(dep.id)
-    known = _known_ids(table, ids)
+    known = log.find(dep.id, ids)
     unknown = [i for i in ids if i not in known]
     if unknown:
         raise InvalidInput(
@@ -81,17 +80,6 @@ def submit_feedback(
         detail={"count": len(items)},
     )
     return len(items)
-
-
-def _known_ids(table: Any, ids: list[str]) -> set[str]:
-    con = duckdb.connect()
-    con.register("log", table)
-    con.register("wanted", pd.DataFrame({"id": ids}))
-    rows = con.execute(
-        "SELECT DISTINCT prediction_id FROM log JOIN wanted ON prediction_id = id"
-    ).fetchall()
-    con.close()
-    return {r[0] for r in rows}
 
 
 def report(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -78,15 +79,30 @@ STATISTICS = ["ts", "deployment_id", "revision", "model_version_id", "mode", "la
 
 
 class PredictionIds(Sequence[str]):
-    """`n` random 128-bit prediction ids (32 hex digits each, as uuid4().hex) from one read of
-    the OS's random source. They are kept as bytes, which the log stores as they are; the text
-    is made only when a caller reads the ids (the native and Open Inference answers, not
-    MLflow's, which has no place for them): 1,000 ids as text cost a request ~0.1 ms."""
+    """`n` prediction ids in the UUIDv7 layout (RFC 9562): the time of the request in
+    milliseconds, then 74 random bits, from one read of the OS's random source; 32 hex digits
+    as text (as uuid.hex). The time in front is what lets feedback find its predictions
+    without reading the whole log (`PredictionLog.find` opens only the segments written since).
+    They are kept as bytes, which the log stores as they are; the text is made only when a
+    caller reads the ids (the native and Open Inference answers, not MLflow's, which has no
+    place for them): 1,000 ids as text cost a request ~0.1 ms."""
 
     __slots__ = ("raw", "_text")
 
-    def __init__(self, n: int) -> None:
-        self.raw = os.urandom(16 * n)
+    def __init__(self, n: int, ms: int | None = None) -> None:
+        stamp = (time.time_ns() // 1_000_000 if ms is None else ms).to_bytes(6, "big")
+        if n == 1:  # a single-row request: plain bytes, no numpy call
+            one = bytearray(os.urandom(16))
+            one[:6] = stamp
+            one[6], one[8] = 0x70 | one[6] & 0x0F, 0x80 | one[8] & 0x3F
+            self.raw = bytes(one)
+        else:
+            # each id as two big-endian 64-bit halves: 48 bits of time, version 7, 12 random
+            # bits | the RFC's variant, 62 random bits
+            ids = np.frombuffer(os.urandom(16 * n), ">u8").reshape(n, 2)
+            high = (ids[:, 0] & 0x0FFF) | ((int.from_bytes(stamp, "big") << 16) | 0x7000)
+            low = (ids[:, 1] & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000
+            self.raw = np.stack([high, low], axis=1).astype(">u8").tobytes()
         self._text: list[str] | None = None
 
     def _texts(self) -> list[str]:
@@ -435,20 +451,81 @@ class PredictionLog:
             )
             _to_disk(path)
 
+    def _segments(self, deployment_id: str) -> list[str]:
+        """The keys of a deployment's segments, oldest first (their names start with the
+        millisecond they were written)."""
+        prefix = f"predictions/{deployment_id}"
+        names = [e["path"] for e in self.store.list(prefix) if e["path"].endswith(".parquet")]
+        return [f"{prefix}/{name}" for name in sorted(names)]
+
     def read(self, deployment_id: str) -> pa.Table:
         """Every logged prediction of a deployment (flushing this process's buffer of it
         first)."""
         self.flush(deployment_id)
-        segments = [
-            e["path"]
-            for e in self.store.list(f"predictions/{deployment_id}")
-            if e["path"].endswith(".parquet")
-        ]
         tables = []
-        for seg in segments:
-            with self.store.open(f"predictions/{deployment_id}/{seg}") as fh:
+        for key in self._segments(deployment_id):
+            with self.store.open(key) as fh:
                 tables.append(_readable(pq.read_table(fh)))
         return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+
+    def find(self, deployment_id: str, ids: Sequence[str]) -> set[str]:
+        """Which of `ids` the deployment logged (flushing this process's buffer of it first).
+
+        Reads the ids alone, and only from the segments written since the earliest of the
+        given ids was made (its first 48 bits; CLOCK_SKEW_MS earlier, for servers on other
+        machines), newest first, stopping once all are found: feedback on recent predictions
+        opens the last few segments, not the whole history. An id of another layout (not
+        version 7) turns the pruning off for that call."""
+        self.flush(deployment_id)
+        wanted = {i for i in ids if isinstance(i, str) and _HEX_ID.fullmatch(i)}
+        if not wanted:
+            return set()
+        made = [_id_ms(i) for i in wanted]
+        since = min(m for m in made if m is not None) - CLOCK_SKEW_MS if None not in made else 0
+        as_bytes = pa.array([bytes.fromhex(i) for i in wanted], pa.binary(16))
+        found: set[str] = set()
+        for key in reversed(self._segments(deployment_id)):
+            if _segment_ms(key) < since:
+                continue  # written before the ids existed
+            with self.store.open(key) as fh:
+                ids_column = _ids_of(pq.ParquetFile(fh))
+            hits = ids_column.filter(pc.is_in(ids_column, value_set=as_bytes))
+            found.update(h.hex() for h in hits.to_pylist())
+            if len(found) == len(wanted):
+                break
+        return found
+
+
+_HEX_ID = re.compile(r"[0-9a-f]{32}")
+# How far another server's clock may run behind this one's and its ids still be found.
+CLOCK_SKEW_MS = 5 * 60 * 1000
+
+
+def _id_ms(text: str) -> int | None:
+    """When a version-7 id was made (ms since the epoch); None for ids of another layout."""
+    return int(text[:12], 16) if text[12] == "7" else None
+
+
+def _segment_ms(key: str) -> int:
+    """The millisecond a segment was written, from its name (0 for a name without one, so
+    that it is never skipped)."""
+    stamp = key.rsplit("/", 1)[-1].removeprefix("seg-").split("-", 1)[0].split(".", 1)[0]
+    return int(stamp) if stamp.isdigit() else 0
+
+
+def _ids_of(segment: pq.ParquetFile) -> pa.Array:
+    """A segment's prediction ids as 16-byte values, whichever layout it has."""
+    if "prediction_ids" in segment.schema_arrow.names:  # a row per request
+        raw = _joined(segment.read(columns=["prediction_ids"]).column(0))
+    else:  # a row per prediction: ids as bytes, or as text
+        ids = segment.read(columns=["prediction_id"]).column(0).combine_chunks()
+        if not pa.types.is_fixed_size_binary(ids.type):
+            texts = ids.to_pylist()
+            return pa.array([bytes.fromhex(t) if t else None for t in texts], pa.binary(16))
+        raw = np.frombuffer(ids.buffers()[1], np.uint8)[16 * ids.offset :][: 16 * len(ids)]
+    return pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(16), len(raw) // 16, [None, pa.py_buffer(np.ascontiguousarray(raw))]
+    )
 
 
 def _to_disk(path: str) -> None:
