@@ -832,6 +832,8 @@ def test_the_log_keeps_numeric_inputs_as_values_and_reads_them_back_as_json(
         "ts": [now],
         "deployment_id": ["d"],
         "revision": [1],
+        "model_version_id": ["v"],
+        "latency_ms": [2.0],
         "inputs": ['{"a": 1.5}'],
         "output": ["1"],
     }
@@ -844,6 +846,15 @@ def test_the_log_keeps_numeric_inputs_as_values_and_reads_them_back_as_json(
     # feedback's lookup finds ids of either layout, and nothing else
     asked = [ids[0], ids[39], text_id[0], "0" * 32, "f" * 32, "not an id", ids[0].upper()]
     assert log.find("d", asked) == {ids[0], ids[39], text_id[0], "0" * 32}
+    found = log.lookup("d", asked).to_pylist()
+    assert sorted((r["prediction_id"], r["output"]) for r in found) == sorted(
+        [(ids[0], "0"), (ids[39], "0"), (text_id[0], '"yes"'), ("0" * 32, "1")]
+    )
+    # what a report reads: counts and latency of everything, predictions of the latest segments
+    ((version, (n, mean_ms)),) = log.counts("d").items()
+    assert version == "v" and n == 43 and mean_ms == pytest.approx((1.0 + 4.0 + 1.0 + 2.0) / 43)
+    assert log.latest("d", 10).num_rows == 42  # the newest segment is whole and enough
+    assert log.latest("d", 43).num_rows == 43
 
 
 def test_prediction_ids_carry_their_time_and_feedback_reads_only_the_log_since(

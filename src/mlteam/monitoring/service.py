@@ -28,6 +28,13 @@ from mlteam.serving import service as serving
 from mlteam.serving.predlog import PredictionLog
 
 MAX_FEEDBACK = 10_000
+# A report reads a bounded part of the log, whatever its age: prediction counts and latency
+# over all of it (three small columns), drift over the latest DRIFT_PREDICTIONS live
+# predictions of each version found among the deployment's latest LOOKBACK, performance over
+# the latest SCORED_FEEDBACK feedback items (only the segments holding their predictions).
+DRIFT_PREDICTIONS = 10_000
+LOOKBACK = 200_000
+SCORED_FEEDBACK = 10_000
 
 
 def submit_feedback(
@@ -88,27 +95,28 @@ def report(
     """Drift of logged inputs against the training data, and accuracy on fed-back predictions."""
     dep = serving.get_deployment(session, actor, name, Perm.monitor_read)
     rev = serving.current_revision(session, dep)
-    table = log.read(dep.id)
+    counts = log.counts(dep.id)
+    recent = log.latest(dep.id, LOOKBACK)
+    scored = session.execute(
+        select(Feedback.prediction_id, Feedback.truth)
+        .where(Feedback.deployment_id == dep.id)
+        .order_by(Feedback.created_at.desc(), Feedback.id)
+        .limit(SCORED_FEEDBACK)
+    ).all()
     feedback = pd.DataFrame(
-        [
-            {"prediction_id": f.prediction_id, "truth": json.dumps(f.truth.get("value"))}
-            for f in session.scalars(select(Feedback).where(Feedback.deployment_id == dep.id))
-        ],
+        [{"prediction_id": p, "truth": json.dumps(t.get("value"))} for p, t in scored],
         columns=["prediction_id", "truth"],
     )
     con = duckdb.connect()
-    con.register("log", table)
+    con.register("log", recent)
+    con.register("scored", log.lookup(dep.id, list(feedback["prediction_id"])))
     con.register("feedback", feedback)
-    per_version = con.execute(
-        """SELECT model_version_id, count(*) AS n, avg(latency_ms) AS mean_latency_ms
-           FROM log GROUP BY model_version_id"""
-    ).fetchall()
     joined = con.execute(
-        """SELECT log.model_version_id, log.output, feedback.truth
-           FROM log JOIN feedback USING (prediction_id)"""
+        """SELECT scored.model_version_id, scored.output, feedback.truth
+           FROM scored JOIN feedback USING (prediction_id)"""
     ).fetchall()
     versions: list[dict[str, Any]] = []
-    for version_id, n, mean_latency in per_version:
+    for version_id, (n, mean_latency) in counts.items():
         mv = registry.version_by_id(session, actor, version_id)
         task = mv.signature.get("task", "classification")
         pairs = [(json.loads(o), json.loads(t)) for v, o, t in joined if v == version_id]
@@ -119,7 +127,9 @@ def report(
             errors = [abs(float(p) - float(t)) for p, t in pairs]
             perf["mae"] = sum(errors) / len(errors)
         inputs = con.execute(
-            "SELECT inputs FROM log WHERE model_version_id = ? AND mode = 'live'", [version_id]
+            "SELECT inputs FROM (SELECT inputs, ts FROM log WHERE model_version_id = ? AND "
+            "mode = 'live' ORDER BY ts DESC LIMIT ?) ORDER BY ts",
+            [version_id, DRIFT_PREDICTIONS],
         ).fetchall()
         current = pd.DataFrame([json.loads(r[0]) for r in inputs])
         drift_out: dict[str, Any] = {}
@@ -147,8 +157,15 @@ def report(
     return {
         "deployment": dep.name,
         "revision": rev.n,
-        "predictions": int(table.num_rows),
-        "feedback": int(len(feedback)),
+        "predictions": sum(n for n, _ in counts.values()),
+        "feedback": session.scalar(
+            select(func.count(Feedback.id)).where(Feedback.deployment_id == dep.id)
+        ),
+        "window": {
+            "drift": f"the latest {DRIFT_PREDICTIONS} live predictions of each version, "
+            f"among the deployment's latest {LOOKBACK}",
+            "performance": f"the latest {SCORED_FEEDBACK} feedback items",
+        },
         "versions": versions,
     }
 

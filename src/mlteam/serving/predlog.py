@@ -476,24 +476,84 @@ class PredictionLog:
         machines), newest first, stopping once all are found: feedback on recent predictions
         opens the last few segments, not the whole history. An id of another layout (not
         version 7) turns the pruning off for that call."""
+        return {i for _, found in self._holding(deployment_id, ids) for i in found}
+
+    def lookup(self, deployment_id: str, ids: Sequence[str]) -> pa.Table:
+        """The logged predictions of `ids` (SCHEMA), read as `find` reads: only the segments
+        that hold some of them, found by their ids."""
+        wanted = pa.array(sorted(set(ids)), pa.string())
+        tables = []
+        for key, _ in self._holding(deployment_id, ids):
+            with self.store.open(key) as fh:
+                table = _readable(pq.read_table(fh))
+            tables.append(table.filter(pc.is_in(table.column("prediction_id"), wanted)))
+        return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+
+    def _holding(self, deployment_id: str, ids: Sequence[str]) -> Iterator[tuple[str, set[str]]]:
+        """(segment key, the given ids it holds) of each segment holding some, newest first."""
         self.flush(deployment_id)
         wanted = {i for i in ids if isinstance(i, str) and _HEX_ID.fullmatch(i)}
         if not wanted:
-            return set()
+            return
         made = [_id_ms(i) for i in wanted]
         since = min(m for m in made if m is not None) - CLOCK_SKEW_MS if None not in made else 0
         as_bytes = pa.array([bytes.fromhex(i) for i in wanted], pa.binary(16))
-        found: set[str] = set()
+        left = len(wanted)
         for key in reversed(self._segments(deployment_id)):
             if _segment_ms(key) < since:
                 continue  # written before the ids existed
             with self.store.open(key) as fh:
                 ids_column = _ids_of(pq.ParquetFile(fh))
             hits = ids_column.filter(pc.is_in(ids_column, value_set=as_bytes))
-            found.update(h.hex() for h in hits.to_pylist())
-            if len(found) == len(wanted):
+            if len(hits):
+                found = {h.hex() for h in hits.to_pylist()}
+                yield key, found
+                left -= len(found)
+                if left <= 0:
+                    return
+
+    def counts(self, deployment_id: str) -> dict[str, tuple[int, float]]:
+        """model version id -> (predictions, their mean latency in ms) over the whole log,
+        reading three small columns of each segment (not the inputs and outputs)."""
+        self.flush(deployment_id)
+        totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+        for key in self._segments(deployment_id):
+            with self.store.open(key) as fh:
+                segment = pq.ParquetFile(fh)
+                per_request = "rows" in segment.schema_arrow.names
+                columns = ["model_version_id", "latency_ms"] + (["rows"] if per_request else [])
+                table = segment.read(columns=columns)
+            latency = pc.fill_null(table.column("latency_ms"), 0.0).to_numpy()
+            rows = (
+                table.column("rows").to_numpy().astype(np.int64)
+                if per_request
+                else np.ones(table.num_rows, np.int64)
+            )
+            sums = (
+                pa.table({"v": table.column("model_version_id"), "n": rows, "ms": latency * rows})
+                .group_by("v")
+                .aggregate([("n", "sum"), ("ms", "sum")])
+            )
+            for version, n, ms in zip(
+                *(sums.column(c).to_pylist() for c in ("v", "n_sum", "ms_sum")), strict=True
+            ):
+                totals[version][0] += n
+                totals[version][1] += ms
+        return {v: (int(n), total / n if n else 0.0) for v, (n, total) in totals.items()}
+
+    def latest(self, deployment_id: str, predictions: int) -> pa.Table:
+        """The latest logged predictions (SCHEMA), whole segments read newest first until
+        `predictions` are in hand: what a report looks at, not the whole history."""
+        self.flush(deployment_id)
+        tables: list[pa.Table] = []
+        held = 0
+        for key in reversed(self._segments(deployment_id)):
+            with self.store.open(key) as fh:
+                tables.append(_readable(pq.read_table(fh)))
+            held += tables[-1].num_rows
+            if held >= predictions:
                 break
-        return found
+        return pa.concat_tables(tables[::-1]) if tables else SCHEMA.empty_table()
 
 
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
