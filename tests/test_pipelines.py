@@ -324,6 +324,20 @@ def _pg_reachable() -> bool:
         return False
 
 
+def test_a_sql_source_cannot_read_the_platforms_own_database(admin, project, settings):
+    own = make_url(settings.database_url)
+    spellings = [settings.database_url]
+    if own.get_backend_name() == "sqlite":  # the same file by another path
+        spellings.append(f"sqlite:///{Path(own.database).parent}/./{Path(own.database).name}")
+    else:  # the same server named another way, with the default port
+        spellings.append(own.set(host="localhost", port=None).render_as_string(False))
+    for url in spellings:
+        with pytest.raises(InvalidInput, match="own database") as err:
+            admin.create_source(project, "mine", "sql", {"url": url, "table": "users"})
+        assert err.value.details["field"] == "config.url"
+    assert "mine" not in {s["name"] for s in admin.sources(project)}
+
+
 def test_sql_source_password_never_leaves_the_vault(admin, project, platform, settings):
     if not _pg_reachable():
         pytest.skip("no PostgreSQL at 127.0.0.1:5432 to read from")

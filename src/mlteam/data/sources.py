@@ -80,6 +80,31 @@ def _local_path(settings: Settings, uri: str) -> str:
     )
 
 
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433}
+_LOOPBACK = {None, "", "localhost", "127.0.0.1", "::1"}
+
+
+def _same_database(url: str, own_url: str) -> bool:
+    """Whether `url` names the platform's own database: the same SQLite file, or the same
+    database on the same server (loopback spelled any way, the dialect's port by default)."""
+    from sqlalchemy.engine import make_url
+
+    a, b = make_url(url), make_url(own_url)
+    kind = a.get_backend_name()
+    if kind != b.get_backend_name():
+        return False
+    if kind == "sqlite":
+        return bool(a.database and b.database) and os.path.realpath(
+            a.database or ""
+        ) == os.path.realpath(b.database or "")
+
+    def server(u: Any) -> tuple[str | None, int | None]:
+        host = "localhost" if u.host in _LOOPBACK else u.host.lower()
+        return host, u.port or _DEFAULT_PORTS.get(kind)
+
+    return server(a) == server(b) and a.database == b.database
+
+
 def _split_sql_url(url: str) -> tuple[str, str | None]:
     """(the URL without its password, the password)."""
     from sqlalchemy.engine import make_url
@@ -147,6 +172,11 @@ def check_config(
     unknown = set(creds) - {"password"}
     if unknown:
         raise _bad("a sql source takes only a password as credentials", "credentials")
+    if _same_database(clean, settings.database_url):
+        raise _bad(
+            "a source cannot read mlteam's own database (its users, tokens and audit log)",
+            "config.url",
+        )
     if clean.startswith("sqlite"):
         from sqlalchemy.engine import make_url
 
