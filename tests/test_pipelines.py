@@ -134,6 +134,15 @@ def test_checks_report_which_failed_by_how_many_with_examples(admin: Client, raw
     admin.create_pipeline(raw, spec)
     ok = admin.wait(admin.run_pipeline(raw, "checked")["id"], timeout=60, poll=0.1)["result"]
     assert ok["status"] == "published" and all(c["passed"] for c in ok["checks"]), ok
+    # what the output's profile proves needs no query; the rest is queried (cat's values
+    # are all distinct here, so its profile lists no top values to hold against the list)
+    by = {c["name"]: c["by"] for c in ok["checks"]}
+    assert [name for name, b in by.items() if b == "query"] == [
+        "allowed_values(cat)",
+        "regex(email)",
+        "freshness(ts)",
+        "short cat",
+    ]
 
     # Let the bad row in and tighten the rest: each check says what failed.
     checks[1] = {"type": "unique", "columns": ["cat"]}
@@ -171,6 +180,71 @@ def test_checks_report_which_failed_by_how_many_with_examples(admin: Client, raw
     assert unique["failing_rows"] == 3 and unique["examples"] == [{"k": 1, "j": "x", "n": 3}]
     with pytest.raises(NotFound):
         admin.dataset_version(raw, "dups")
+
+
+def test_a_check_proven_by_the_profile_has_the_verdict_of_its_query(tmp_path: Path):
+    """The profile answers a check only where it proves it: never a verdict the query would
+    not give (NULLs grouped by unique, NaN beyond any range, values past the top ten, integers
+    past a double's precision)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlteam.data.checks import check_definitions, run_checks
+    from mlteam.data.profile import profile_parquet
+    from mlteam.data.sandbox import Sandbox
+
+    n = 1000
+    table = pa.table(
+        {
+            "two_nulls": [None, None, *range(n - 2)],  # distinct but for its two NULLs
+            "one_null": [None, *range(n - 1)],
+            "f": [float("nan"), *(i / 100 for i in range(n - 1))],  # a NaN past any bound
+            "s": [f"v{i % 12}" for i in range(n)],  # 12 values: two past the top ten
+            "big": [2**60 + i for i in range(n)],
+            "k": [i % 7 for i in range(n)],
+        }
+    )
+    path = tmp_path / "out.parquet"
+    pq.write_table(table, path, compression="zstd")  # as a pipeline writes its output
+    checks = check_definitions(
+        [
+            {"type": "unique", "columns": ["two_nulls"]},
+            {"type": "unique", "columns": ["one_null"]},
+            {"type": "unique", "columns": ["k", "one_null"], "name": "pair"},
+            {"type": "unique", "columns": ["k"]},
+            {"type": "not_null", "columns": ["k", "s"]},
+            {"type": "not_null", "columns": ["one_null"]},
+            {"type": "range", "column": "f", "min": 0, "max": 100},
+            {"type": "range", "column": "k", "min": 0, "max": 6},
+            {"type": "range", "column": "k", "min": 1, "name": "k from 1"},
+            {"type": "range", "column": "big", "max": 2**60 + n - 2},
+            {"type": "allowed_values", "column": "s", "values": [f"v{i}" for i in range(12)]},
+            {"type": "allowed_values", "column": "k", "values": list(range(7))},
+            {"type": "allowed_values", "column": "k", "values": ["0", "1"], "name": "k as text"},
+            {"type": "row_count", "min": n, "max": n},
+        ]
+    )
+
+    def box() -> Sandbox:
+        return Sandbox({"output": pq.read_table(path)})
+
+    queried = run_checks(checks, box)
+    proved = run_checks(checks, box, profile_parquet(str(path)))
+    verdict = {r["name"]: (r["passed"], r["failing_rows"]) for r in queried}
+    assert {r["name"]: (r["passed"], r["failing_rows"]) for r in proved} == verdict
+    assert all(r["by"] == "query" for r in queried)
+    assert {r["name"] for r in proved if r["by"] == "profile"} == {
+        "unique(one_null)",
+        "pair",
+        "not_null(k,s)",
+        "range(k)",
+        "allowed_values(k)",
+        "row_count",
+    }
+    assert verdict["unique(two_nulls)"] == (False, 2)
+    assert verdict["range(f)"] == (False, 1)
+    assert verdict["range(big)"] == (False, 1)
+    assert verdict["allowed_values(s)"] == (True, 0)
 
 
 def test_user_sql_cannot_reach_files_or_change_settings(admin: Client, raw: str):

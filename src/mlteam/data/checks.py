@@ -13,11 +13,18 @@ Each check is `{"type": ..., ...}`, optionally with a `name`:
 
 `check_definitions` refuses malformed checks up front (400); `run_checks` evaluates them in
 the sealed DuckDB holding the output as `output`, with values passed as prepared parameters.
+
+The output's profile (`data/profile.py`, computed for the version anyway) proves many checks
+without a query: exact null counts, min and max, distinct counts and, for a column of few
+values, every value. A check the profile proves passing costs nothing; one it cannot prove
+(or that fails, for its failing rows and examples) is queried. On a 1M-row output, not-null,
+unique, range and allowed-values checks as queries took 0.13-0.16 s (a sixth of the profile).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -25,6 +32,7 @@ from typing import Any
 import duckdb
 
 from mlteam.core.errors import InvalidInput
+from mlteam.data.profile import INTEGERS
 from mlteam.data.sandbox import Sandbox, check_select, quote
 
 TYPES = (
@@ -148,7 +156,7 @@ def _jsonable(v: Any) -> Any:
 
 
 def _examples(box: Sandbox, where: str, params: list[Any]) -> list[dict[str, Any]]:
-    rows = box.con.execute(f"SELECT * FROM output WHERE {where} LIMIT {EXAMPLES}", params)
+    rows = box.con.sql(f"SELECT * FROM output WHERE {where} LIMIT {EXAMPLES}", params=params)
     return [{k: _jsonable(v) for k, v in r.items()} for r in rows.to_arrow_table().to_pylist()]
 
 
@@ -220,20 +228,92 @@ def _one(box: Sandbox, check: dict[str, Any], columns: set[str]) -> dict[str, An
             "message": "ok" if passed else msg}  # fmt: skip
 
 
-def run_checks(box: Sandbox, checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Evaluate every check on the sandbox's `output` table; a check that errors fails.
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def proven(check: dict[str, Any], profile: dict[str, Any]) -> bool:
+    """Does the profile prove that the check passes? False when it cannot tell: only exact
+    figures count (no HyperLogLog estimate), and only comparisons that come out the same in
+    Python as in DuckDB (numbers against number columns, text against text)."""
+    cols = {c["name"]: c for c in profile.get("columns", [])}
+    kind = check["type"]
+    named = check.get("columns") or ([check["column"]] if "column" in check else [])
+    if any(c not in cols for c in named):
+        return False
+    if kind == "row_count":
+        rows = profile["row_count"]
+        return (check.get("min") is None or rows >= check["min"]) and (
+            check.get("max") is None or rows <= check["max"]
+        )
+    if kind == "not_null":
+        return all(cols[c]["nulls"] == 0 for c in named)
+    if kind == "unique":  # one column of distinct values makes any set holding it unique
+        return any(
+            not col["distinct_approx"] and col["distinct"] + min(col["nulls"], 1) == col["count"]
+            for col in (cols[c] for c in named)
+        )
+    if kind not in ("range", "allowed_values"):
+        return False  # regex, freshness, sql: only a query tells
+    col = cols[check["column"]]
+    if kind == "range":  # integers only: a Parquet file's float statistics may skip NaN
+        lo, hi = col.get("min"), col.get("max")
+        bounds = [b for b in (check.get("min"), check.get("max")) if b is not None]
+        if not (
+            col["type"] in INTEGERS
+            and _is_number(lo)
+            and _is_number(hi)
+            and max(abs(lo), abs(hi)) < 2**53  # the profile's min/max are doubles
+            and all(map(_is_number, bounds))
+        ):
+            return False
+        return (check.get("min") is None or lo >= check["min"]) and (
+            check.get("max") is None or hi <= check["max"]
+        )
+    if kind == "allowed_values":
+        top = col.get("top_values")
+        if col["distinct_approx"] or top is None or len(top) != col["distinct"]:
+            return False  # not every value is known
+        allowed = check["values"]
+        if col["type"] == "VARCHAR" and all(isinstance(v, str) for v in allowed):
+            return {t["value"] for t in top} <= set(allowed)
+        if col["type"] in INTEGERS and all(type(v) is int for v in allowed):
+            return {t["value"] for t in top} <= set(allowed)
+    return False
+
+
+def run_checks(
+    checks: list[dict[str, Any]],
+    output: Callable[[], Sandbox],
+    profile: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Evaluate every check on the output: from its `profile` where that proves it passes,
+    else in the sandbox `output()` opens (only if some check needs it) on `output`.
 
     User-written parts (a predicate, a pattern) failing are reported as that check failing,
     with DuckDB's message.
     """
-    columns = {r[0] for r in box.rows("SELECT column_name FROM (DESCRIBE output)")}
-    results = []
-    for check in checks:
-        try:
-            results.append(_one(box, check, columns))
-        except duckdb.Error as err:
-            results.append(
-                {"name": check["name"], "type": check["type"], "passed": False,
-                 "failing_rows": None, "examples": [], "message": f"the check failed: {err}"}
-            )  # fmt: skip
+    results: list[dict[str, Any]] = []
+    box: Sandbox | None = None
+    try:
+        for check in checks:
+            if profile is not None and proven(check, profile):
+                results.append({"name": check["name"], "type": check["type"], "passed": True,
+                                "failing_rows": 0, "examples": [], "message": "ok",
+                                "by": "profile"})  # fmt: skip
+                continue
+            if box is None:
+                box = output()
+                columns = {r[0] for r in box.rows("SELECT column_name FROM (DESCRIBE output)")}
+            try:
+                results.append({**_one(box, check, columns), "by": "query"})
+            except duckdb.Error as err:
+                results.append(
+                    {"name": check["name"], "type": check["type"], "passed": False,
+                     "failing_rows": None, "examples": [], "by": "query",
+                     "message": f"the check failed: {err}"}
+                )  # fmt: skip
+    finally:
+        if box is not None:
+            box.close()
     return results

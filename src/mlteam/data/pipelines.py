@@ -39,6 +39,7 @@ from mlteam.data import sources
 from mlteam.data.checks import check_definitions, run_checks
 from mlteam.data.models import Dataset, DatasetVersion
 from mlteam.data.pipeline_models import Pipeline, PipelineRun
+from mlteam.data.profile import profile_parquet
 from mlteam.data.sandbox import IDENT, PARAM, Sandbox, check_select
 from mlteam.data.secrets import SecretBox
 from mlteam.projects import service as projects
@@ -440,33 +441,32 @@ def run_pipeline_job(ctx: jobs.JobContext) -> dict[str, Any]:
         sandbox.close()
     assert result is not None  # steps is never empty (checked at definition)
 
-    ctx.progress(0.85, f"checking the output ({len(checks)} checks)")
-    checker = Sandbox({"output": result}, memory_limit=limit)
-    try:
-        results = run_checks(checker, checks)
-    finally:
-        checker.close()
-    report: dict[str, Any] = {
-        "pipeline": name,
-        "output": output,
-        "rows": result.num_rows,
-        "columns": result.column_names,
-        "params": values,
-        "parents": parents,
-        "checks": results,
-    }
-    failed = [r for r in results if not r["passed"]]
-    for r in results:
-        ctx.log(f"check {r['name']}: {'passed' if r['passed'] else 'FAILED: ' + r['message']}")
-    if failed:
-        report.update(status="checks_failed", version=None)
-        summary = "; ".join(f"{r['name']}: {r['message']}" for r in failed)
-        raise UserCodeError(f"data checks failed, nothing published: {summary}", report)
-
-    ctx.progress(0.9, f"publishing {output}")
+    ctx.progress(0.85, f"profiling and checking the output ({len(checks)} checks)")
     with tempfile.TemporaryDirectory(prefix="mlteam-pipeline-") as tmp:
         path = os.path.join(tmp, "output.parquet")
         pq.write_table(result, path, compression="zstd")
+        column_profile = profile_parquet(path)  # the version's, and what proves most checks
+        results = run_checks(
+            checks, lambda: Sandbox({"output": result}, memory_limit=limit), column_profile
+        )
+        report: dict[str, Any] = {
+            "pipeline": name,
+            "output": output,
+            "rows": result.num_rows,
+            "columns": result.column_names,
+            "params": values,
+            "parents": parents,
+            "checks": results,
+        }
+        failed = [r for r in results if not r["passed"]]
+        for r in results:
+            ctx.log(f"check {r['name']}: {'passed' if r['passed'] else 'FAILED: ' + r['message']}")
+        if failed:
+            report.update(status="checks_failed", version=None)
+            summary = "; ".join(f"{r['name']}: {r['message']}" for r in failed)
+            raise UserCodeError(f"data checks failed, nothing published: {summary}", report)
+
+        ctx.progress(0.9, f"publishing {output}")
         with ctx.db.session() as s:
             actor = ctx.actor(s)
             project = projects.resolve(s, actor, slug, Perm.data_write)
@@ -479,6 +479,7 @@ def run_pipeline_job(ctx: jobs.JobContext) -> dict[str, Any]:
                 path,
                 source={"kind": "pipeline", "pipeline": name, "run": ctx.job_id, "params": values},
                 parents=parents,
+                column_profile=column_profile,
             )
             report.update(
                 status="published",

@@ -3,9 +3,10 @@
 For each column: type, count, nulls, distinct values, min/max; for numbers mean/std, quartiles
 (`quantile_cont` semantics) and a 20-bin equal-width histogram; for everything but floats the
 ten most frequent values. Every figure is exact except the distinct count of a column of many
-values (HyperLogLog; `distinct_approx` says which) and, in rare cases, quartiles
-(`quantiles_exact` says which: a number column holding an infinity or NaN has no bins, and its
-quartiles past REFINE_MAX values come from a Bernoulli sample). Values are plain JSON.
+values that are not integers of a moderate range (HyperLogLog; `distinct_approx` says which)
+and, in rare cases, quartiles (`quantiles_exact` says which: a number column holding an
+infinity or NaN has no bins, and its quartiles past REFINE_MAX values come from a Bernoulli
+sample). Values are plain JSON.
 
 It runs on every publish, so it reads each column once or twice and no more:
 - count, nulls, min/max: DuckDB answers min/max from the Parquet footer statistics and counts
@@ -19,8 +20,10 @@ It runs on every publish, so it reads each column once or twice and no more:
   (known beforehand from the footer): per bin the count, mean, variance, min and max. Those give
   the histogram (each of the BINS bins is FINE / BINS fine ones), the mean and std (per-bin
   moments merged by Chan's formula) and the bin that holds each quartile's rank. One more read
-  gets a HyperLogLog distinct count and the values in those few bins, which makes the quartiles
-  exact; a bin too full to read (> REFINE_MAX values) is binned again, at most REFINE_LEVELS
+  gets the distinct count (exact for integers of a range up to BITS, one bit per possible
+  value; else HyperLogLog) and the values in those few bins, which makes the quartiles
+  exact (an integer column of many values whose distinct count says it repeats values then
+  gets the top-k GROUP BY below); a bin too full to read (> REFINE_MAX values) is binned again, at most REFINE_LEVELS
   deep, after which the quartile is interpolated within its (by then tiny) bin and
   `quantiles_exact` is false.
 - another column gets a HyperLogLog distinct count; unless it is (nearly) unique or a float, a
@@ -45,6 +48,7 @@ MAP_MAX = 50_000
 RANGE_MAX = 200_000
 REFINE_MAX = 200_000
 REFINE_LEVELS = 3
+BITS = 1 << 26  # an integer column of a range up to this counts its values exactly (8 MB)
 QUARTILES = (0.25, 0.5, 0.75)
 TOP = 10
 NUMERIC = (
@@ -211,7 +215,7 @@ def profile_relation(
             if is_numeric(col["type"]):
                 _moments_fallback(con, rel, col)
     for col in cols:
-        if col["distinct_approx"]:
+        if col["top_values"] is None:  # `_top_k` passes over floats and (nearly) unique ones
             _top_k(con, rel, col)
     return jsonable({"row_count": rows, "columns": cols})
 
@@ -371,17 +375,24 @@ def _from_bins(con: duckdb.DuckDBPyConnection, rel: str, col: dict[str, Any]) ->
     )
     ranks = {r for p in QUARTILES for r in _ranks(non_null, p)}
     values, to_read, exact = _locate(con, rel, x, bins, ranks, 0, REFINE_LEVELS)
-    # HyperLogLog in the same read: an ungrouped one costs a third of one per bin
+    # the distinct count in the same read: of integers exact, a bit per possible value (1M
+    # values: 0.017 s, against 0.077 for count(DISTINCT)); else HyperLogLog (an ungrouped
+    # one costs a third of one per bin)
+    approx = not (col["type"] in INTEGERS and max(abs(lo), abs(hi)) < 2**53 and hi - lo < BITS)
+    distinct_sql = (
+        f"approx_count_distinct({q(col['name'])})"
+        if approx
+        else f"bit_count(bitstring_agg({q(col['name'])}, {int(lo)}, {int(hi)}))"
+    )
     ranges = " OR ".join(f"{x} BETWEEN {a!r} AND {b!r}" for a, b, _, _ in to_read) or "false"
     distinct, got = con.execute(
-        f"SELECT approx_count_distinct({q(col['name'])}), list({x}) FILTER (WHERE {ranges}) "
-        f"FROM {rel}"
+        f"SELECT {distinct_sql}, list({x}) FILTER (WHERE {ranges}) FROM {rel}"
     ).fetchone() or (0, None)
     got = np.array(got or [], dtype=float)
     for a, b, first, inside in to_read:
         chosen = np.sort(got[(got >= a) & (got <= b)])
         values.update({r: float(chosen[r - first]) for r in inside})
-    col.update(distinct=min(non_null, int(distinct)), distinct_approx=True)
+    col.update(distinct=min(non_null, int(distinct)), distinct_approx=approx)
     col["quantiles_exact"] = exact
     col["quantiles"] = _quartiles_dict(
         [_interpolate(values.__getitem__, non_null, p) for p in QUARTILES]

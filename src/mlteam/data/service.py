@@ -147,6 +147,7 @@ def publish(
     *,
     source: dict[str, Any],
     parents: list[str] | None = None,
+    column_profile: dict[str, Any] | None = None,
 ) -> tuple[DatasetVersion, bool]:
     """Publish a finished, checked Parquet file as the next version of `dataset`; the file
     is the store's afterwards (moved into it where it can be).
@@ -154,7 +155,8 @@ def publish(
     The one way a version comes to exist (uploads, pipelines, batch scoring): the file is
     stored under its SHA-256, renamed into place, and only then is the row added. The same
     content again returns the existing version with `created=False`. Callers have checked
-    access (data_write on the project).
+    access (data_write on the project). A caller that has profiled the file already (a
+    pipeline, whose checks the profile answers) passes `column_profile`.
     """
     check_name(dataset, "dataset")
     meta = pq.read_metadata(parquet_path)
@@ -173,7 +175,7 @@ def publish(
     )
     if existing is not None:
         return existing, False
-    column_profile = profile.profile_parquet(parquet_path)
+    column_profile = column_profile or profile.profile_parquet(parquet_path)
     key = f"datasets/{project_id}/{digest}.parquet"
     if not store.exists(key):
         store.move_file(parquet_path, key)
