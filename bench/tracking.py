@@ -165,7 +165,9 @@ def client_bench(cfg: dict[str, Any]) -> dict[str, Any]:
         return out
 
     def search(max_results: int = 100) -> list[Any]:
-        return client.search_runs([search_exp], filter_string=SEARCH_FILTER, max_results=max_results)
+        return client.search_runs(
+            [search_exp], filter_string=SEARCH_FILTER, max_results=max_results
+        )
 
     for _ in range(cfg["search_warmups"]):
         search()
@@ -184,7 +186,9 @@ def client_bench(cfg: dict[str, Any]) -> dict[str, Any]:
     everything = search(50_000)
     out["search_all_ms"] = (time.perf_counter() - t0) * 1000
     out["search_matches"] = len(everything)
-    ok = all(r.data.params.get("p0") == "a" and r.data.metrics.get("m0", 0) > 0.5 for r in everything)
+    ok = all(
+        r.data.params.get("p0") == "a" and r.data.metrics.get("m0", 0) > 0.5 for r in everything
+    )
     out["search_results_match_filter"] = ok
     return out
 
@@ -212,7 +216,9 @@ def search_data(n: int) -> list[dict[str, Any]]:
         {
             "name": f"search-{i}",
             "start_time": base + i,
-            "params": {f"p{j}": rng.choice("ab") if j == 0 else str(rng.randint(0, 9)) for j in range(5)},
+            "params": {
+                f"p{j}": rng.choice("ab") if j == 0 else str(rng.randint(0, 9)) for j in range(5)
+            },
             "metrics": {f"m{j}": rng.random() for j in range(5)},
         }
         for i in range(n)
@@ -276,7 +282,9 @@ def fill_mlflow(db_uri: str, artifact_root: str, runs: list[dict[str, Any]]) -> 
             }
         )
         tables["tags"].append({"run_uuid": rid, "key": MLFLOW_RUN_NAME, "value": r["name"]})
-        tables["params"] += [{"run_uuid": rid, "key": k, "value": v} for k, v in r["params"].items()]
+        tables["params"] += [
+            {"run_uuid": rid, "key": k, "value": v} for k, v in r["params"].items()
+        ]
         tables["metrics"] += [
             {"run_uuid": rid, "key": k, "value": v, "timestamp": ts, "step": 0, "is_nan": False}
             for k, v in r["metrics"].items()
@@ -353,7 +361,12 @@ def stub_search_page() -> dict[str, Any]:
                 },
                 "data": {
                     "metrics": [
-                        {"key": f"m{j}", "value": 0.5 + rng.random() / 2, "timestamp": ts, "step": 0}
+                        {
+                            "key": f"m{j}",
+                            "value": 0.5 + rng.random() / 2,
+                            "timestamp": ts,
+                            "step": 0,
+                        }
                         for j in range(5)
                     ],
                     "params": [{"key": f"p{j}", "value": "a"} for j in range(5)],
@@ -408,7 +421,6 @@ async def stub_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         }
     )
     await send({"type": "http.response.body", "body": json.dumps(body).encode()})
-
 
 
 def free_port() -> int:
@@ -650,17 +662,36 @@ def bench(quick: bool, tmp: Path) -> dict[str, Any]:
     say("starting the servers (mlflow, mlteam, a no-op stub) and their clients")
     servers["stub"] = Server(
         "stub",
-        [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(__file__).resolve().parent),
-         "tracking:stub_app", "--host", "127.0.0.1", "--port", str(stub_port),
-         "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--app-dir",
+            str(Path(__file__).resolve().parent),
+            "tracking:stub_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(stub_port),
+            "--log-level",
+            "warning",
+        ],
         {**os.environ},
         tmp / "stub-server.log",
         f"http://127.0.0.1:{stub_port}/health",
     ).start()
     servers["mlteam"] = Server(
         "mlteam",
-        [sys.executable, "-m", "mlteam.cli.main", "server",
-         "--host", "127.0.0.1", "--port", str(mlteam_port)],
+        [
+            sys.executable,
+            "-m",
+            "mlteam.cli.main",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(mlteam_port),
+        ],
         mlteam_env,
         mlteam_dir / "server.log",
         f"http://127.0.0.1:{mlteam_port}/api/v1/health",
@@ -668,12 +699,20 @@ def bench(quick: bool, tmp: Path) -> dict[str, Any]:
     servers["mlflow"] = Server(
         "mlflow",
         [
-            sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", db_uri,
-            "--artifacts-destination", str(mlflow_dir / "mlartifacts"),
-            "--host", "127.0.0.1",
-            "--port", str(mlflow_port),
-            "--workers", "2",
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            db_uri,
+            "--artifacts-destination",
+            str(mlflow_dir / "mlartifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(mlflow_port),
+            "--workers",
+            "2",
         ],
         {**os.environ},
         mlflow_dir / "server.log",
@@ -850,10 +889,14 @@ def main() -> int:
         for server in servers.values():
             server.finish(deadline)
         if failed:
-            logs = Path(tempfile.gettempdir()) / f"mlteam-bench-logs-{time.strftime('%Y%m%d-%H%M%S')}"
+            logs = (
+                Path(tempfile.gettempdir()) / f"mlteam-bench-logs-{time.strftime('%Y%m%d-%H%M%S')}"
+            )
             logs.mkdir(exist_ok=True)
             for name in ("mlflow", "mlteam", "stub"):
-                server_log = tmp / name / "server.log" if name != "stub" else tmp / "stub-server.log"
+                server_log = (
+                    tmp / name / "server.log" if name != "stub" else tmp / "stub-server.log"
+                )
                 for log, kept in (
                     (server_log, f"{name}-server.log"),
                     (tmp / f"{name}-client.log", f"{name}-client.log"),

@@ -36,9 +36,22 @@ from mlteam.evaluation.report import render_html
 from mlteam.evaluation.suite import run_suite
 
 CONTRACT_KEYS = {
-    "task", "target", "rows", "primary_metric", "metrics", "confusion_matrix", "baseline",
-    "champion", "slices", "worst_slices", "fairness", "robustness", "leakage",
-    "business_value", "feature_importance", "curves",
+    "task",
+    "target",
+    "rows",
+    "primary_metric",
+    "metrics",
+    "confusion_matrix",
+    "baseline",
+    "champion",
+    "slices",
+    "worst_slices",
+    "fairness",
+    "robustness",
+    "leakage",
+    "business_value",
+    "feature_importance",
+    "curves",
 }
 
 
@@ -67,8 +80,15 @@ def binary():
 def binary_report(binary):
     train, test, feats, model, baseline = binary
     return run_suite(
-        "classification", model, test, "target", feats, train=train, baseline=baseline,
-        slice_columns=["group", "mean radius"], sensitive="group",
+        "classification",
+        model,
+        test,
+        "target",
+        feats,
+        train=train,
+        baseline=baseline,
+        slice_columns=["group", "mean radius"],
+        sensitive="group",
     )
 
 
@@ -82,7 +102,11 @@ def test_binary_report_has_contract_shape_and_is_strict_json(binary_report):
 
 def test_binary_metrics_equal_sklearn_for_the_positive_class(binary, binary_report):
     _, test, feats, model, _ = binary
-    y, pred, proba = test["target"], model.predict(test[feats]), model.predict_proba(test[feats])[:, 1]
+    y, pred, proba = (
+        test["target"],
+        model.predict(test[feats]),
+        model.predict_proba(test[feats])[:, 1],
+    )
     expected = {
         "accuracy": skm.accuracy_score(y, pred),
         "balanced_accuracy": skm.balanced_accuracy_score(y, pred),
@@ -124,10 +148,16 @@ def test_bootstrap_weights_give_sklearns_weighted_metrics_with_tied_scores():
     W = next(bootstrap_weights(n, 3, seed=7))
     got = compute(p, W)
     for b, w in enumerate(W):
-        assert got["roc_auc"][b] == pytest.approx(skm.roc_auc_score(y, score, sample_weight=w), abs=1e-12)
-        assert got["pr_auc"][b] == pytest.approx(skm.average_precision_score(y, score, sample_weight=w), abs=1e-12)
+        assert got["roc_auc"][b] == pytest.approx(
+            skm.roc_auc_score(y, score, sample_weight=w), abs=1e-12
+        )
+        assert got["pr_auc"][b] == pytest.approx(
+            skm.average_precision_score(y, score, sample_weight=w), abs=1e-12
+        )
         assert got["f1"][b] == pytest.approx(skm.f1_score(y, pred, sample_weight=w), abs=1e-12)
-        assert got["balanced_accuracy"][b] == pytest.approx(skm.balanced_accuracy_score(y, pred, sample_weight=w), abs=1e-12)
+        assert got["balanced_accuracy"][b] == pytest.approx(
+            skm.balanced_accuracy_score(y, pred, sample_weight=w), abs=1e-12
+        )
 
 
 def test_ece_is_zero_for_calibrated_scores_and_the_gap_otherwise():
@@ -146,7 +176,9 @@ def test_multiclass_metrics_are_sklearn_macro_averages_and_curves_are_none():
     train, test = split(df)
     model = classifier().fit(train[feats], train["target"])
     test = test.assign(site=np.where(np.arange(len(test)) % 3 == 0, "x", "y"))
-    report = run_suite("classification", model, test, "target", feats, sensitive="site", bootstrap=50)
+    report = run_suite(
+        "classification", model, test, "target", feats, sensitive="site", bootstrap=50
+    )
     y, pred, proba = test["target"], model.predict(test[feats]), model.predict_proba(test[feats])
     expected = {
         "accuracy": skm.accuracy_score(y, pred),
@@ -168,14 +200,27 @@ def regression():
     df = load_diabetes(as_frame=True).frame
     feats = [c for c in df.columns if c != "target"]
     train, test = split(df, stratify=False)
-    return train, test, feats, Ridge(alpha=0.1).fit(train[feats], train["target"]), DummyRegressor().fit(train[feats], train["target"])
+    return (
+        train,
+        test,
+        feats,
+        Ridge(alpha=0.1).fit(train[feats], train["target"]),
+        DummyRegressor().fit(train[feats], train["target"]),
+    )
 
 
 def test_regression_metrics_equal_sklearn_and_cost_gives_value_per_1000(regression):
     train, test, feats, model, baseline = regression
     report = run_suite(
-        "regression", model, test, "target", feats, train=train, baseline=baseline,
-        value_matrix={"cost_per_unit_error": 2.0}, slice_columns=["sex"],
+        "regression",
+        model,
+        test,
+        "target",
+        feats,
+        train=train,
+        baseline=baseline,
+        value_matrix={"cost_per_unit_error": 2.0},
+        slice_columns=["sex"],
     )
     y, pred = test["target"], model.predict(test[feats])
     expected = {
@@ -193,13 +238,20 @@ def test_regression_metrics_equal_sklearn_and_cost_gives_value_per_1000(regressi
     json.dumps(report, allow_nan=False)
 
 
-def test_rows_without_a_target_are_left_out_and_float_labels_match_int_classes(binary, binary_report):
+def test_rows_without_a_target_are_left_out_and_float_labels_match_int_classes(
+    binary, binary_report
+):
     _, test, feats, model, _ = binary
     # one unlabelled row turns the target column into floats (0.0 / 1.0); the model knows ints
     holed = test.assign(target=test["target"].astype(float))
     holed = pd.concat([holed, holed.iloc[:1].assign(target=np.nan)], ignore_index=True)
     report = run_suite(
-        "classification", model, holed, "target", feats, bootstrap=10,
+        "classification",
+        model,
+        holed,
+        "target",
+        feats,
+        bootstrap=10,
         value_matrix={"0": {"0": 1, "1": -1}, "1": {"0": -1, "1": 1}},
     )
     assert report["rows"] == len(test)
@@ -211,7 +263,9 @@ def test_baseline_beating_a_deliberately_bad_model_is_shipped(binary):
     train, test, feats, _, baseline = binary
     # trained on flipped labels: confidently wrong
     bad = classifier().fit(train[feats], 1 - train["target"])
-    report = run_suite("classification", bad, test, "target", feats, baseline=baseline, bootstrap=100)
+    report = run_suite(
+        "classification", bad, test, "target", feats, baseline=baseline, bootstrap=100
+    )
     bv = report["business_value"]
     assert bv["ship"] == "baseline"
     assert bv["vs_baseline"]["difference_per_1000"] < 0 and bv["vs_baseline"]["significant"]
@@ -222,7 +276,9 @@ def test_baseline_beating_a_deliberately_bad_model_is_shipped(binary):
 def test_value_matrix_gives_per_1000_values_and_a_plain_ship_statement(binary):
     train, test, feats, model, baseline = binary
     matrix = {"0": {"0": 10, "1": -50}, "1": {"0": -5, "1": 2}}
-    report = run_suite("classification", model, test, "target", feats, baseline=baseline, value_matrix=matrix)
+    report = run_suite(
+        "classification", model, test, "target", feats, baseline=baseline, value_matrix=matrix
+    )
     y, pred = test["target"].to_numpy(), model.predict(test[feats])
     hand = np.mean([matrix[str(t)][str(p)] for t, p in zip(y, pred, strict=True)]) * 1000
     bv = report["business_value"]
@@ -231,13 +287,21 @@ def test_value_matrix_gives_per_1000_values_and_a_plain_ship_statement(binary):
     diff = bv["vs_baseline"]
     assert diff["ci_low"] <= diff["difference_per_1000"] <= diff["ci_high"]
     assert bv["ship"] == "model"
-    assert re.match(r"Ship the model: it is worth [\d,.]+ per 1,000 decisions more than the baseline \(95% CI", bv["statement"])
+    assert re.match(
+        r"Ship the model: it is worth [\d,.]+ per 1,000 decisions more than the baseline \(95% CI",
+        bv["statement"],
+    )
 
 
 def test_without_bootstrap_there_are_no_intervals_but_still_a_decision(binary):
     _, test, feats, model, baseline = binary
-    report = run_suite("classification", model, test, "target", feats, baseline=baseline, bootstrap=0)
-    assert report["metrics"]["accuracy"]["ci_low"] is None and report["metrics"]["accuracy"]["value"] > 0.9
+    report = run_suite(
+        "classification", model, test, "target", feats, baseline=baseline, bootstrap=0
+    )
+    assert (
+        report["metrics"]["accuracy"]["ci_low"] is None
+        and report["metrics"]["accuracy"]["value"] > 0.9
+    )
     bv = report["business_value"]
     assert bv["vs_baseline"]["ci_low"] is None and bv["ship"] == "model"
     assert "95% CI" not in bv["statement"]
@@ -247,8 +311,15 @@ def test_without_bootstrap_there_are_no_intervals_but_still_a_decision(binary):
 def test_champion_the_model_does_not_beat_is_kept(binary):
     _, test, feats, model, baseline = binary
     report = run_suite(
-        "classification", model, test, "target", feats, baseline=baseline,
-        champion=model, champion_version=3, bootstrap=50,
+        "classification",
+        model,
+        test,
+        "target",
+        feats,
+        baseline=baseline,
+        champion=model,
+        champion_version=3,
+        bootstrap=50,
     )
     bv = report["business_value"]
     assert bv["ship"] == "champion"
@@ -270,7 +341,10 @@ def test_leakage_flags_a_copy_of_the_target_and_no_honest_feature(binary):
 
 def test_leakage_flags_a_monotone_copy_of_a_regression_target(regression):
     train, test, feats, _, _ = regression
-    train, test = train.assign(leak=train["target"] * 2 + 1), test.assign(leak=test["target"] * 2 + 1)
+    train, test = (
+        train.assign(leak=train["target"] * 2 + 1),
+        test.assign(leak=test["target"] * 2 + 1),
+    )
     model = Ridge().fit(train[feats + ["leak"]], train["target"])
     report = run_suite("regression", model, test, "target", feats + ["leak"], bootstrap=20)
     assert report["leakage"]["suspects"] == ["leak"]
@@ -296,14 +370,21 @@ def test_invariance_on_an_id_column_passes_when_ignored_and_fails_when_used(bina
     test = test.assign(customer_id=rng.integers(0, 1000, len(test)) + 1000 * test["target"])
     cols = feats + ["customer_id"]
     ignores = make_pipeline(
-        ColumnTransformer([("keep", "passthrough", feats)]), StandardScaler(), LogisticRegression(max_iter=2000)
+        ColumnTransformer([("keep", "passthrough", feats)]),
+        StandardScaler(),
+        LogisticRegression(max_iter=2000),
     ).fit(train[cols], train["target"])
     uses = classifier().fit(train[cols], train["target"])
     inv = [{"name": "customer id does not matter", "column": "customer_id"}]
     ok = run_suite("classification", ignores, test, "target", cols, invariances=inv, bootstrap=10)
     bad = run_suite("classification", uses, test, "target", cols, invariances=inv, bootstrap=10)
     assert ok["robustness"]["invariances"] == [
-        {"name": "customer id does not matter", "column": "customer_id", "changed_fraction": 0.0, "passed": True}
+        {
+            "name": "customer id does not matter",
+            "column": "customer_id",
+            "changed_fraction": 0.0,
+            "passed": True,
+        }
     ]
     [check] = bad["robustness"]["invariances"]
     assert check["passed"] is False and check["changed_fraction"] > 0.3
@@ -325,25 +406,37 @@ def test_fairness_numbers_equal_fairlearns_own(binary, binary_report):
         mask = (group == g).to_numpy()
         assert by[g]["rows"] == mask.sum()
         assert by[g]["selection_rate"] == pytest.approx((pred[mask] == 1).mean())
-        assert by[g]["metrics"]["accuracy"] == pytest.approx(skm.accuracy_score(y[mask], pred[mask]))
+        assert by[g]["metrics"]["accuracy"] == pytest.approx(
+            skm.accuracy_score(y[mask], pred[mask])
+        )
 
 
 def test_robustness_reports_noise_missing_and_permutation_importance(binary_report):
     rob = binary_report["robustness"]
-    assert rob["metric"] == "roc_auc" and rob["base"] == binary_report["metrics"]["roc_auc"]["value"]
+    assert (
+        rob["metric"] == "roc_auc" and rob["base"] == binary_report["metrics"]["roc_auc"]["value"]
+    )
     assert rob["missing"]["value"] is not None  # the pipeline imputes
     assert abs(rob["noise"]["drop"]) < 0.05
-    drops = [rob["noise"]["drop"], rob["missing"]["drop"], *(s["drop"] for s in rob["shuffled"].values())]
+    drops = [
+        rob["noise"]["drop"],
+        rob["missing"]["drop"],
+        *(s["drop"] for s in rob["shuffled"].values()),
+    ]
     assert rob["max_drop"] == pytest.approx(max(drops))
     imp = binary_report["feature_importance"]
     assert [i["importance"] for i in imp] == sorted((i["importance"] for i in imp), reverse=True)
-    assert {i["feature"]: i["importance"] for i in imp} == {f: s["drop"] for f, s in rob["shuffled"].items()}
+    assert {i["feature"]: i["importance"] for i in imp} == {
+        f: s["drop"] for f, s in rob["shuffled"].items()
+    }
     assert imp[0]["importance"] > 0
 
 
 def test_missing_values_a_model_cannot_take_are_reported_not_raised(binary):
     _, test, feats, _, _ = binary
-    no_imputer = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(test[feats], test["target"])
+    no_imputer = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(
+        test[feats], test["target"]
+    )
     report = run_suite("classification", no_imputer, test, "target", feats, bootstrap=10)
     missing = report["robustness"]["missing"]
     assert missing["value"] is None and "NaN" in missing["error"]
@@ -372,11 +465,19 @@ def test_slices_list_every_value_and_numeric_bins_worst_first(binary, binary_rep
 
 def test_missing_slice_and_group_values_get_their_own_slice(binary):
     _, test, feats, model, _ = binary
-    region = np.where(np.arange(len(test)) % 4 == 0, None, np.where(np.arange(len(test)) % 2, "north", "south"))
+    region = np.where(
+        np.arange(len(test)) % 4 == 0, None, np.where(np.arange(len(test)) % 2, "north", "south")
+    )
     test = test.assign(region=region, vip=np.arange(len(test)) % 3 == 0)
     report = run_suite(
-        "classification", model, test, "target", feats, slice_columns=["region", "vip"],
-        sensitive="region", bootstrap=10,
+        "classification",
+        model,
+        test,
+        "target",
+        feats,
+        slice_columns=["region", "vip"],
+        sensitive="region",
+        bootstrap=10,
     )
     slices = {(s["column"], s["slice"]): s["rows"] for s in report["slices"]}
     assert slices[("region", "(missing)")] == (np.arange(len(test)) % 4 == 0).sum()
@@ -395,10 +496,18 @@ def test_tiny_slices_are_listed_but_ranked_after_real_ones(binary):
     tiny = np.full(len(test), "main", dtype=object)
     tiny[worst] = "tiny"
     report = run_suite(
-        "classification", model, test.assign(seg=tiny), "target", feats, slice_columns=["seg"], bootstrap=10
+        "classification",
+        model,
+        test.assign(seg=tiny),
+        "target",
+        feats,
+        slice_columns=["seg"],
+        bootstrap=10,
     )
     assert [s["slice"] for s in report["slices"]] == ["main", "tiny"]
-    assert report["slices"][1]["metrics"]["roc_auc"] == 0.0 < report["slices"][0]["metrics"]["roc_auc"]
+    assert (
+        report["slices"][1]["metrics"]["roc_auc"] == 0.0 < report["slices"][0]["metrics"]["roc_auc"]
+    )
 
 
 def test_render_html_is_self_contained_with_statement_plots_and_escaped_text(binary_report):
@@ -424,19 +533,30 @@ def test_lightgbm_with_a_categorical_column_keeps_its_dtype_through_every_pertur
 
     rng = np.random.default_rng(0)
     n = 600
-    frame = pd.DataFrame({
-        "plan": pd.Categorical(rng.choice(["basic", "pro", "team"], n)),
-        "spend": rng.gamma(2.0, 30.0, n),
-        "seats": rng.integers(1, 50, n),
-    })
+    frame = pd.DataFrame(
+        {
+            "plan": pd.Categorical(rng.choice(["basic", "pro", "team"], n)),
+            "spend": rng.gamma(2.0, 30.0, n),
+            "seats": rng.integers(1, 50, n),
+        }
+    )
     frame["target"] = ((frame["spend"] > 60) ^ (frame["plan"] == "pro")).astype(int)
     feats = ["plan", "spend", "seats"]
     train, test = frame.iloc[:400], frame.iloc[400:]
     # one thread: OpenMP threads fighting over a busy machine cost seconds on 200 rows
-    model = lgb.LGBMClassifier(n_estimators=30, n_jobs=1, verbose=-1).fit(train[feats], train["target"])
+    model = lgb.LGBMClassifier(n_estimators=30, n_jobs=1, verbose=-1).fit(
+        train[feats], train["target"]
+    )
     report = run_suite(
-        "classification", model, test, "target", feats, train=train, bootstrap=20,
-        invariances=[{"name": "plan", "column": "plan"}], slice_columns=["plan"],
+        "classification",
+        model,
+        test,
+        "target",
+        feats,
+        train=train,
+        bootstrap=20,
+        invariances=[{"name": "plan", "column": "plan"}],
+        slice_columns=["plan"],
     )
     rob = report["robustness"]
     assert all(s["value"] is not None for s in rob["shuffled"].values())
@@ -457,7 +577,9 @@ class Rule:
 
 def test_a_predict_only_rule_is_evaluated_with_one_hot_probabilities(binary):
     _, test, feats, model, _ = binary
-    report = run_suite("classification", model, test, "target", feats, baseline=Rule(), bootstrap=20)
+    report = run_suite(
+        "classification", model, test, "target", feats, baseline=Rule(), bootstrap=20
+    )
     base = report["baseline"]["metrics"]
     pred = Rule().predict(test)
     assert base["accuracy"]["value"] == pytest.approx(skm.accuracy_score(test["target"], pred))
@@ -467,7 +589,15 @@ def test_a_predict_only_rule_is_evaluated_with_one_hot_probabilities(binary):
 def test_progress_is_reported_up_to_done(binary):
     _, test, feats, model, _ = binary
     seen: list[tuple[float, str]] = []
-    run_suite("classification", model, test, "target", feats, bootstrap=10, progress=lambda f, m: seen.append((f, m)))
+    run_suite(
+        "classification",
+        model,
+        test,
+        "target",
+        feats,
+        bootstrap=10,
+        progress=lambda f, m: seen.append((f, m)),
+    )
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and seen[-1] == (1.0, "done")
 
@@ -489,7 +619,14 @@ def test_progress_is_reported_up_to_done(binary):
 )
 def test_bad_input_raises_invalid_input_naming_the_field(binary, kwargs, field):
     _, test, feats, model, _ = binary
-    args = {"task": "classification", "model": model, "test": test, "target": "target", "features": feats, "bootstrap": 10}
+    args = {
+        "task": "classification",
+        "model": model,
+        "test": test,
+        "target": "target",
+        "features": feats,
+        "bootstrap": 10,
+    }
     if kwargs.get("test") == "empty":
         kwargs = {"test": test.iloc[:0]}
     args.update(kwargs)
@@ -501,5 +638,7 @@ def test_bad_input_raises_invalid_input_naming_the_field(binary, kwargs, field):
 def test_a_label_matrix_for_a_regression_model_is_refused(regression):
     _, test, feats, model, _ = regression
     with pytest.raises(InvalidInput) as err:
-        run_suite("regression", model, test, "target", feats, value_matrix={"0": {"0": 1}}, bootstrap=10)
+        run_suite(
+            "regression", model, test, "target", feats, value_matrix={"0": {"0": 1}}, bootstrap=10
+        )
     assert err.value.details["field"] == "value_matrix"

@@ -63,19 +63,32 @@ def fairness(p: Predictions, sensitive: pd.Series, column: str) -> dict[str, Any
             "false_positive_rate": false_positive_rate,
             "selection_rate": selection_rate,
         }
-        y_true, y_pred, positive = (p.y == 1).astype(int), (p.pred == 1).astype(int), str(p.labels[1])
+        y_true, y_pred, positive = (
+            (p.y == 1).astype(int),
+            (p.pred == 1).astype(int),
+            str(p.labels[1]),
+        )
     else:
         # the class whose selection rate differs most between groups
         table = pd.crosstab(groups, p.pred, normalize="index")
         gaps = table.max(axis=0) - table.min(axis=0)
         c = int(gaps.idxmax()) if len(gaps) else 0
-        metrics = {"accuracy": accuracy_score, "selection_rate": partial(selection_rate, pos_label=c)}
+        metrics = {
+            "accuracy": accuracy_score,
+            "selection_rate": partial(selection_rate, pos_label=c),
+        }
         y_true, y_pred, positive = p.y, p.pred, str(p.labels[c]) if p.labels else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        frame = MetricFrame(metrics=metrics, y_true=y_true, y_pred=y_pred, sensitive_features=groups)
+        frame = MetricFrame(
+            metrics=metrics, y_true=y_true, y_pred=y_pred, sensitive_features=groups
+        )
         gaps = frame.difference(method="between_groups")
-    eo = max(float(gaps["true_positive_rate"]), float(gaps["false_positive_rate"])) if p.binary else None
+    eo = (
+        max(float(gaps["true_positive_rate"]), float(gaps["false_positive_rate"]))
+        if p.binary
+        else None
+    )
     counts = pd.Series(groups).value_counts()
     by_group = frame.by_group
     out_groups = [

@@ -41,7 +41,9 @@ def row_hashes(df: pd.DataFrame) -> np.ndarray:
     return pd.util.hash_pandas_object(norm, index=False).to_numpy()
 
 
-def shared_rows(train: pd.DataFrame | None, test: pd.DataFrame, features: list[str]) -> dict[str, Any]:
+def shared_rows(
+    train: pd.DataFrame | None, test: pd.DataFrame, features: list[str]
+) -> dict[str, Any]:
     if train is None or len(test) == 0:
         return {"shared_rows": 0, "shared_fraction": 0.0, "train_checked": False}
     seen = np.unique(row_hashes(train[features]))
@@ -49,7 +51,9 @@ def shared_rows(train: pd.DataFrame | None, test: pd.DataFrame, features: list[s
     return {"shared_rows": hits, "shared_fraction": hits / len(test), "train_checked": True}
 
 
-def single_feature_scores(test: pd.DataFrame, features: list[str], base: Predictions, seed: int) -> list[dict[str, Any]]:
+def single_feature_scores(
+    test: pd.DataFrame, features: list[str], base: Predictions, seed: int
+) -> list[dict[str, Any]]:
     y = base.y
     frame = test[features]
     if len(frame) > SAMPLE:
@@ -71,7 +75,9 @@ def _score(col: pd.Series, y: np.ndarray, base: Predictions, seed: int) -> float
     if numeric:
         x = col.astype(np.float64).to_numpy()
     else:
-        x = pd.factorize(col.astype(object).map(lambda v: None if pd.isna(v) else str(v)), sort=True)[0].astype(np.float64)
+        x = pd.factorize(
+            col.astype(object).map(lambda v: None if pd.isna(v) else str(v)), sort=True
+        )[0].astype(np.float64)
         x[x < 0] = np.nan
     if base.binary and numeric:
         return best_cut(x, y == 1)
@@ -111,10 +117,18 @@ def best_cut(x: np.ndarray, positive: np.ndarray) -> float:
     return float(max(above.max(), (1 - above).max(), 0.5))
 
 
-def leakage(test: pd.DataFrame, train: pd.DataFrame | None, features: list[str], base: Predictions, seed: int) -> dict[str, Any]:
+def leakage(
+    test: pd.DataFrame,
+    train: pd.DataFrame | None,
+    features: list[str],
+    base: Predictions,
+    seed: int,
+) -> dict[str, Any]:
     scores = single_feature_scores(test, features, base, seed)
     return {
         **shared_rows(train, test, features),
         "single_feature": scores,
-        "suspects": [s["feature"] for s in scores if s["score"] is not None and s["score"] >= THRESHOLD],
+        "suspects": [
+            s["feature"] for s in scores if s["score"] is not None and s["score"] >= THRESHOLD
+        ],
     }

@@ -117,7 +117,9 @@ def to_index(values: Any, labels: Sequence[Any]) -> np.ndarray:
     return mapped[codes]
 
 
-def proba_matrix(model: Any, proba: np.ndarray | None, pred_idx: np.ndarray, labels: Sequence[Any]) -> np.ndarray:
+def proba_matrix(
+    model: Any, proba: np.ndarray | None, pred_idx: np.ndarray, labels: Sequence[Any]
+) -> np.ndarray:
     """Probabilities with one column per label of the shared space (zeros for labels the model
     never predicts); a model without predict_proba gets the one-hot of its predictions."""
     n, k = len(pred_idx), len(labels)
@@ -134,7 +136,9 @@ def proba_matrix(model: Any, proba: np.ndarray | None, pred_idx: np.ndarray, lab
     return out
 
 
-def compute(p: Predictions, W: np.ndarray, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+def compute(
+    p: Predictions, W: np.ndarray, names: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
     """Every metric in ``names`` (default: all of the task) for each row of ``W``.
 
     Undefined values (an AUC with one class present, an empty slice) are NaN.
@@ -154,7 +158,9 @@ def compute(p: Predictions, W: np.ndarray, names: Sequence[str] | None = None) -
     return {n: out[n] for n in names if n in out}
 
 
-def _regression(p: Predictions, W: np.ndarray, total: np.ndarray, names: Sequence[str], out: dict) -> None:
+def _regression(
+    p: Predictions, W: np.ndarray, total: np.ndarray, names: Sequence[str], out: dict
+) -> None:
     y = p.y.astype(np.float64)
     err = p.pred.astype(np.float64) - y
     if "mae" in names:
@@ -174,7 +180,9 @@ def _regression(p: Predictions, W: np.ndarray, total: np.ndarray, names: Sequenc
         out["mape"] = W @ (np.abs(err) / np.maximum(np.abs(y), _EPS)) / total
 
 
-def _classification(p: Predictions, W: np.ndarray, total: np.ndarray, names: Sequence[str], out: dict) -> None:
+def _classification(
+    p: Predictions, W: np.ndarray, total: np.ndarray, names: Sequence[str], out: dict
+) -> None:
     k = len(p.labels)
     y, pred = p.y, p.pred
     need_counts = {"accuracy", "balanced_accuracy", "precision", "recall", "f1"} & set(names)
@@ -196,7 +204,11 @@ def _classification(p: Predictions, W: np.ndarray, total: np.ndarray, names: Seq
             np.nan,
         )
         if p.binary:
-            out["precision"], out["recall"], out["f1"] = precision_k[:, 1], recall_k[:, 1], f1_k[:, 1]
+            out["precision"], out["recall"], out["f1"] = (
+                precision_k[:, 1],
+                recall_k[:, 1],
+                f1_k[:, 1],
+            )
         else:
             # sklearn's macro average runs over the labels seen in truth or prediction
             seen = (true_n + pred_n) > 0
@@ -298,7 +310,9 @@ class RankedScores:
         return np.where(ok, auc, np.nan), np.where(P > 0, ap, np.nan)
 
 
-def bootstrap_weights(n: int, resamples: int, seed: int, chunk_cells: int = 4_000_000) -> Iterator[np.ndarray]:
+def bootstrap_weights(
+    n: int, resamples: int, seed: int, chunk_cells: int = 4_000_000
+) -> Iterator[np.ndarray]:
     """Bootstrap resamples as draw counts per row, yielded in chunks to bound memory
     (``chunk_cells`` floats per chunk). The same seed gives the same resamples, so every model
     evaluated with it is compared on identical resamples (a paired bootstrap)."""
@@ -363,7 +377,10 @@ def curves(p: Predictions, max_points: int = 200) -> dict[str, Any]:
     return {
         "roc": {"fpr": _floats(fpr[keep]), "tpr": _floats(tpr[keep])},
         "pr": {"precision": _floats(prec[keep_pr]), "recall": _floats(rec[keep_pr])},
-        "calibration": {"mean_predicted": _floats(mean_pred), "fraction_positive": _floats(frac_pos)},
+        "calibration": {
+            "mean_predicted": _floats(mean_pred),
+            "fraction_positive": _floats(frac_pos),
+        },
     }
 
 

@@ -31,7 +31,9 @@ def _call(model: Any, method: str, X: pd.DataFrame, who: str) -> np.ndarray:
         ) from exc
 
 
-def raw(model: Any, X: pd.DataFrame, task: str, who: str, want: str = "both") -> tuple[np.ndarray | None, np.ndarray | None]:
+def raw(
+    model: Any, X: pd.DataFrame, task: str, who: str, want: str = "both"
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(predict, predict_proba) of a frame; ``want`` is "both", "pred" or "proba"
     (a classifier without predict_proba gives None for it)."""
     pred = _call(model, "predict", X, who) if want in ("both", "pred") else None
@@ -44,7 +46,14 @@ def raw(model: Any, X: pd.DataFrame, task: str, who: str, want: str = "both") ->
     return pred, proba
 
 
-def build(task: str, labels: Sequence[Any], y: np.ndarray, model: Any, pred: np.ndarray | None, proba: np.ndarray | None) -> Predictions:
+def build(
+    task: str,
+    labels: Sequence[Any],
+    y: np.ndarray,
+    model: Any,
+    pred: np.ndarray | None,
+    proba: np.ndarray | None,
+) -> Predictions:
     """Predictions in the shared label space (``y`` already as label indices / floats)."""
     if task == "regression":
         return Predictions(task, [], y, np.asarray(pred, dtype=np.float64).ravel(), None)
@@ -54,10 +63,14 @@ def build(task: str, labels: Sequence[Any], y: np.ndarray, model: Any, pred: np.
         pred_idx = cols[np.asarray(proba).argmax(axis=1)]
     else:
         pred_idx = to_index(np.asarray(pred).ravel(), labels)
-    return Predictions(task, list(labels), y, pred_idx, proba_matrix(model, proba, pred_idx, labels))
+    return Predictions(
+        task, list(labels), y, pred_idx, proba_matrix(model, proba, pred_idx, labels)
+    )
 
 
-def predict_many(model: Any, frames: Iterable[pd.DataFrame], task: str, who: str, want: str) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
+def predict_many(
+    model: Any, frames: Iterable[pd.DataFrame], task: str, who: str, want: str
+) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
     """``raw`` for each frame, stacking frames into as few calls as ``BATCH_CELLS`` allows.
     ``frames`` may be a generator: only one batch of copies is held at a time."""
     results: list[tuple[np.ndarray | None, np.ndarray | None]] = []

@@ -33,13 +33,22 @@ def _svg(fig: Figure) -> Markup:
     return Markup(text[text.index("<svg") :])  # noqa: S704 - our own matplotlib output, text as paths
 
 
-def _line_plot(x: Sequence[float], y: Sequence[float], xlabel: str, ylabel: str, title: str, diagonal: bool = False) -> Markup:
+def _line_plot(
+    x: Sequence[float],
+    y: Sequence[float],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    diagonal: bool = False,
+) -> Markup:
     with rc_context(_RC):
         fig = Figure(figsize=(3.6, 3.2))
         ax = fig.add_subplot()
         if diagonal:
             ax.plot([0, 1], [0, 1], linestyle="--", color="#999999", linewidth=1)
-        ax.plot(x, y, color="#1f5fa8", linewidth=1.6, marker="o" if len(x) <= 12 else None, markersize=3)
+        ax.plot(
+            x, y, color="#1f5fa8", linewidth=1.6, marker="o" if len(x) <= 12 else None, markersize=3
+        )
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
         ax.set_xlabel(xlabel)
@@ -49,7 +58,14 @@ def _line_plot(x: Sequence[float], y: Sequence[float], xlabel: str, ylabel: str,
         return _svg(fig)
 
 
-def _bars(names: Sequence[str], values: Sequence[float], xlabel: str, title: str, color: str | None = None, zoom: bool = False) -> Markup:
+def _bars(
+    names: Sequence[str],
+    values: Sequence[float],
+    xlabel: str,
+    title: str,
+    color: str | None = None,
+    zoom: bool = False,
+) -> Markup:
     """Horizontal bars, first name on top; without ``color``, positive bars (a drop) are red.
     ``zoom`` starts the axis near the smallest value, so 0.95 against 0.99 shows."""
     with rc_context(_RC):
@@ -79,7 +95,14 @@ def _confusion_plot(labels: Sequence[Any], matrix: Sequence[Sequence[int]]) -> M
         top = max((max(r) for r in matrix), default=0) or 1
         for i, row in enumerate(matrix):
             for j, v in enumerate(row):
-                ax.text(j, i, str(v), ha="center", va="center", color="white" if v > top / 2 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(v),
+                    ha="center",
+                    va="center",
+                    color="white" if v > top / 2 else "black",
+                )
         ax.set_xlabel("predicted")
         ax.set_ylabel("truth")
         ax.set_title("Confusion matrix")
@@ -191,20 +214,53 @@ def render_html(report: dict, title: str) -> str:
     curves = report.get("curves") or {}
     curve_svgs = []
     if curves.get("roc"):
-        curve_svgs.append(_line_plot(curves["roc"]["fpr"], curves["roc"]["tpr"], "false positive rate", "true positive rate", "ROC", diagonal=True))
+        curve_svgs.append(
+            _line_plot(
+                curves["roc"]["fpr"],
+                curves["roc"]["tpr"],
+                "false positive rate",
+                "true positive rate",
+                "ROC",
+                diagonal=True,
+            )
+        )
     if curves.get("pr"):
-        curve_svgs.append(_line_plot(curves["pr"]["recall"], curves["pr"]["precision"], "recall", "precision", "Precision-recall"))
+        curve_svgs.append(
+            _line_plot(
+                curves["pr"]["recall"],
+                curves["pr"]["precision"],
+                "recall",
+                "precision",
+                "Precision-recall",
+            )
+        )
     if curves.get("calibration"):
         c = curves["calibration"]
-        curve_svgs.append(_line_plot(c["mean_predicted"], c["fraction_positive"], "mean predicted probability", "fraction positive", "Calibration", diagonal=True))
+        curve_svgs.append(
+            _line_plot(
+                c["mean_predicted"],
+                c["fraction_positive"],
+                "mean predicted probability",
+                "fraction positive",
+                "Calibration",
+                diagonal=True,
+            )
+        )
     cm = report.get("confusion_matrix")
     confusion_svg = (
-        _confusion_plot(cm["labels"], cm["matrix"]) if cm and 0 < len(cm["labels"]) <= MAX_CONFUSION_PLOT else None
+        _confusion_plot(cm["labels"], cm["matrix"])
+        if cm and 0 < len(cm["labels"]) <= MAX_CONFUSION_PLOT
+        else None
     )
     imp = (report.get("feature_importance") or [])[:MAX_BARS]
     rob = report.get("robustness") or {}
     importance_svg = (
-        _bars([i["feature"] for i in imp], [i["importance"] or 0.0 for i in imp], f"drop in {rob.get('metric', '')}", "Permutation importance")
+        _bars(
+            [i["feature"] for i in imp],
+            [i["importance"] or 0.0 for i in imp],
+            f"drop in {rob.get('metric', '')}",
+            "Permutation importance",
+        )
         if imp
         else None
     )
@@ -212,12 +268,25 @@ def render_html(report: dict, title: str) -> str:
     fairness_svg = None
     if fair and fair.get("groups"):
         groups = fair["groups"][:MAX_BARS]
-        fairness_svg = _bars([g["group"] for g in groups], [g["selection_rate"] or 0.0 for g in groups], "selection rate", f"Selection rate by {fair['column']}"[:60], color="#1f5fa8")
+        fairness_svg = _bars(
+            [g["group"] for g in groups],
+            [g["selection_rate"] or 0.0 for g in groups],
+            "selection rate",
+            f"Selection rate by {fair['column']}"[:60],
+            color="#1f5fa8",
+        )
     slices = report.get("slices") or []
     primary = report.get("primary_metric", "")
     ranked = [s for s in slices if (s.get("metrics") or {}).get(primary) is not None][:MAX_BARS]
     slices_svg = (
-        _bars([f"{s['column']} = {s['slice']}" for s in ranked], [s["metrics"][primary] for s in ranked], primary, "Slices, worst first", color="#1f5fa8", zoom=True)
+        _bars(
+            [f"{s['column']} = {s['slice']}" for s in ranked],
+            [s["metrics"][primary] for s in ranked],
+            primary,
+            "Slices, worst first",
+            color="#1f5fa8",
+            zoom=True,
+        )
         if ranked
         else None
     )

@@ -87,7 +87,11 @@ def robustness(
     base_value = number(compute(base, np.ones((1, len(y))), [primary])[primary][0])
     rng = np.random.default_rng(seed)
     # primary metric: probabilities suffice for ROC AUC, values for regression
-    want = "proba" if task == "classification" and primary in ("roc_auc", "pr_auc", "log_loss") else "pred"
+    want = (
+        "proba"
+        if task == "classification" and primary in ("roc_auc", "pr_auc", "log_loss")
+        else "pred"
+    )
 
     def score(pred: np.ndarray | None, proba: np.ndarray | None) -> dict[str, Any]:
         p = build(task, base.labels, y, model, pred, proba)
@@ -124,9 +128,7 @@ def robustness(
     progress(0.8, "robustness: invariances")
     checks = invariance_checks(model, X, test, base, invariances)
     drops = [
-        d["drop"]
-        for d in [noise, missing, *shuffled_scores.values()]
-        if d.get("drop") is not None
+        d["drop"] for d in [noise, missing, *shuffled_scores.values()] if d.get("drop") is not None
     ]
     importance = sorted(
         (
@@ -156,7 +158,13 @@ def _labels_from(model: Any, base: Predictions) -> str:
     return "proba" if np.array_equal(base.proba.argmax(axis=1), base.pred) else "both"
 
 
-def invariance_checks(model: Any, X: pd.DataFrame, test: pd.DataFrame, base: Predictions, invariances: Sequence[dict[str, str]]) -> list[dict[str, Any]]:
+def invariance_checks(
+    model: Any,
+    X: pd.DataFrame,
+    test: pd.DataFrame,
+    base: Predictions,
+    invariances: Sequence[dict[str, str]],
+) -> list[dict[str, Any]]:
     """Change the declared column on every row; the share of rows whose prediction changed
     (label, or any probability / value by more than CHANGE_TOL) must be 0."""
     out: list[dict[str, Any]] = []
@@ -165,7 +173,15 @@ def invariance_checks(model: Any, X: pd.DataFrame, test: pd.DataFrame, base: Pre
         column = inv["column"]
         if column not in X.columns:
             # the model never sees a column outside its features: it cannot depend on it
-            out.append({"name": inv["name"], "column": column, "changed_fraction": 0.0, "passed": True, "note": "not a model feature"})
+            out.append(
+                {
+                    "name": inv["name"],
+                    "column": column,
+                    "changed_fraction": 0.0,
+                    "passed": True,
+                    "note": "not a model feature",
+                }
+            )
             continue
         changed = X.copy()
         changed[column] = other_values(test[column].reset_index(drop=True)).set_axis(X.index)
@@ -179,7 +195,13 @@ def invariance_checks(model: Any, X: pd.DataFrame, test: pd.DataFrame, base: Pre
         except UserCodeError as exc:
             # the model cannot take the changed values at all: the invariance is not shown
             for slot, inv in todo:
-                out[slot] = {"name": inv["name"], "column": inv["column"], "changed_fraction": None, "passed": False, "error": exc.message[:300]}
+                out[slot] = {
+                    "name": inv["name"],
+                    "column": inv["column"],
+                    "changed_fraction": None,
+                    "passed": False,
+                    "error": exc.message[:300],
+                }
             return out
         for (slot, inv), (pred, proba) in zip(todo, results, strict=True):
             p = build(base.task, base.labels, base.y, model, pred, proba)
@@ -190,5 +212,10 @@ def invariance_checks(model: Any, X: pd.DataFrame, test: pd.DataFrame, base: Pre
                 if p.proba is not None and base.proba is not None:
                     moved |= np.abs(p.proba - base.proba).max(axis=1) > CHANGE_TOL
             frac = float(moved.mean()) if len(moved) else 0.0
-            out[slot] = {"name": inv["name"], "column": inv["column"], "changed_fraction": frac, "passed": frac == 0.0}
+            out[slot] = {
+                "name": inv["name"],
+                "column": inv["column"],
+                "changed_fraction": frac,
+                "passed": frac == 0.0,
+            }
     return out

@@ -40,7 +40,9 @@ def groups(values: pd.Series) -> list[tuple[str, np.ndarray]]:
     return [(name, mask) for name, mask in out if mask.any()]
 
 
-def slice_metrics(p: Predictions, test: pd.DataFrame, columns: Sequence[str], primary: str) -> list[dict[str, Any]]:
+def slice_metrics(
+    p: Predictions, test: pd.DataFrame, columns: Sequence[str], primary: str
+) -> list[dict[str, Any]]:
     """One entry per slice of every column, worst first by the primary metric; slices under
     MIN_ROWS rows, and those where the metric is undefined (e.g. a single class), come after."""
     rows: list[dict[str, Any]] = []

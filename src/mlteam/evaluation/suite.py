@@ -70,7 +70,9 @@ def _validate(
         raise InvalidInput("no features given", {"field": "features"})
     missing = [f for f in features if f not in test.columns]
     if missing:
-        raise InvalidInput(f"feature columns not in the test rows: {missing}", {"field": "features"})
+        raise InvalidInput(
+            f"feature columns not in the test rows: {missing}", {"field": "features"}
+        )
     if target in features:
         raise InvalidInput(f"the target {target!r} is listed as a feature", {"field": "features"})
     if train is not None:
@@ -78,27 +80,43 @@ def _validate(
             raise InvalidInput("train must be a pandas DataFrame", {"field": "train"})
         absent = [f for f in features if f not in train.columns]
         if absent:
-            raise InvalidInput(f"feature columns not in the training rows: {absent}", {"field": "train"})
+            raise InvalidInput(
+                f"feature columns not in the training rows: {absent}", {"field": "train"}
+            )
     if isinstance(slice_columns, str):
-        raise InvalidInput("slice_columns must be a list of column names", {"field": "slice_columns"})
+        raise InvalidInput(
+            "slice_columns must be a list of column names", {"field": "slice_columns"}
+        )
     bad = [c for c in slice_columns if c not in test.columns]
     if bad:
         raise InvalidInput(f"slice columns not in the test rows: {bad}", {"field": "slice_columns"})
     if sensitive is not None and sensitive not in test.columns:
-        raise InvalidInput(f"sensitive column {sensitive!r} is not in the test rows", {"field": "sensitive"})
+        raise InvalidInput(
+            f"sensitive column {sensitive!r} is not in the test rows", {"field": "sensitive"}
+        )
     for i, inv in enumerate(invariances):
         if not isinstance(inv, dict) or not isinstance(inv.get("column"), str):
-            raise InvalidInput(f"invariances[{i}] must be {{\"name\": ..., \"column\": ...}}", {"field": "invariances"})
+            raise InvalidInput(
+                f'invariances[{i}] must be {{"name": ..., "column": ...}}', {"field": "invariances"}
+            )
         if inv["column"] not in test.columns:
             raise InvalidInput(
                 f"invariance {inv.get('name') or i!r}: column {inv['column']!r} is not in the test rows",
                 {"field": "invariances"},
             )
-    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or not 0 <= bootstrap <= MAX_BOOTSTRAP:
-        raise InvalidInput(f"bootstrap must be an integer from 0 to {MAX_BOOTSTRAP}", {"field": "bootstrap"})
+    if (
+        isinstance(bootstrap, bool)
+        or not isinstance(bootstrap, int)
+        or not 0 <= bootstrap <= MAX_BOOTSTRAP
+    ):
+        raise InvalidInput(
+            f"bootstrap must be an integer from 0 to {MAX_BOOTSTRAP}", {"field": "bootstrap"}
+        )
 
 
-def _metric_block(point: dict[str, np.ndarray], boots: dict[str, list[np.ndarray]]) -> dict[str, dict[str, float | None]]:
+def _metric_block(
+    point: dict[str, np.ndarray], boots: dict[str, list[np.ndarray]]
+) -> dict[str, dict[str, float | None]]:
     out = {}
     for name, v in point.items():
         lo, hi = interval(np.concatenate(boots[name])) if boots.get(name) else (None, None)
@@ -135,7 +153,9 @@ def run_suite(
     _validate(task, test, target, features, train, slice_columns, sensitive, invariances, bootstrap)
     say = progress or (lambda _f, _m: None)
     features = list(features)
-    invariances = [{"name": str(i.get("name") or i["column"]), "column": i["column"]} for i in invariances]
+    invariances = [
+        {"name": str(i.get("name") or i["column"]), "column": i["column"]} for i in invariances
+    ]
     test = test[test[target].notna()].reset_index(drop=True)
     X = test[features]
     n = len(test)
@@ -230,7 +250,9 @@ def run_suite(
         "confusion_matrix": confusion_matrix(base),
         "baseline": {"metrics": blocks["baseline"]} if "baseline" in blocks else None,
         "champion": (
-            {"version": champion_version, "metrics": blocks["champion"]} if "champion" in blocks else None
+            {"version": champion_version, "metrics": blocks["champion"]}
+            if "champion" in blocks
+            else None
         ),
         "slices": slices,
         "worst_slices": slices[:5],

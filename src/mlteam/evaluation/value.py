@@ -23,20 +23,30 @@ ALPHA = 0.05
 COST_KEY = "cost_per_unit_error"
 
 
-def parse_value_matrix(task: str, labels: list[Any], value_matrix: dict | None) -> tuple[np.ndarray | float | None, str]:
+def parse_value_matrix(
+    task: str, labels: list[Any], value_matrix: dict | None
+) -> tuple[np.ndarray | float | None, str]:
     """(a K×K value array, or a cost per unit of error, or None; the unit). Labels are matched
     as str(label); a key that is no class, or a matrix naming none of the classes, is refused."""
     field = {"field": "value_matrix"}
     if value_matrix is None or value_matrix == {}:
         if task == "classification":
-            return None, f"correct decisions (no value matrix set: accuracy per decision stands in for {PRIMARY[task]})"
-        return None, f"negative absolute error (no value matrix set: -|error| per decision stands in for {PRIMARY[task]})"
+            return (
+                None,
+                f"correct decisions (no value matrix set: accuracy per decision stands in for {PRIMARY[task]})",
+            )
+        return (
+            None,
+            f"negative absolute error (no value matrix set: -|error| per decision stands in for {PRIMARY[task]})",
+        )
     if not isinstance(value_matrix, dict):
         raise InvalidInput("value_matrix must be an object", field)
     if COST_KEY in value_matrix:
         extra = set(value_matrix) - {COST_KEY}
         if extra:
-            raise InvalidInput(f"value_matrix: {COST_KEY} goes alone, not with {sorted(extra)}", field)
+            raise InvalidInput(
+                f"value_matrix: {COST_KEY} goes alone, not with {sorted(extra)}", field
+            )
         cost = value_matrix[COST_KEY]
         if isinstance(cost, bool) or not isinstance(cost, int | float) or not math.isfinite(cost):
             raise InvalidInput(f"value_matrix: {COST_KEY} must be a number", field)
@@ -45,14 +55,22 @@ def parse_value_matrix(task: str, labels: list[Any], value_matrix: dict | None) 
         return float(cost), "value (-cost_per_unit_error x |error|)"
     if task == "regression":
         raise InvalidInput(
-            f"value_matrix: a regression model needs {{\"{COST_KEY}\": x}}, not a matrix of labels", field
+            f'value_matrix: a regression model needs {{"{COST_KEY}": x}}, not a matrix of labels',
+            field,
         )
     names = [str(v) for v in labels]
     # "1" and "1.0" both name the label 1.0 (or 1)
     index = {n: i for i, v in enumerate(labels) for n in (str(v), label_key(v))}
-    unknown = sorted({t for t in value_matrix if t not in index} | {
-        p for row in value_matrix.values() if isinstance(row, dict) for p in row if p not in index
-    })
+    unknown = sorted(
+        {t for t in value_matrix if t not in index}
+        | {
+            p
+            for row in value_matrix.values()
+            if isinstance(row, dict)
+            for p in row
+            if p not in index
+        }
+    )
     if unknown:
         raise InvalidInput(
             f"value_matrix labels {unknown} are not classes of the model (classes: {names})",
@@ -99,7 +117,9 @@ def paired(diff: np.ndarray, boot: np.ndarray) -> dict[str, Any]:
             p_value = 1.0
     b = boot[~np.isnan(boot)]
     # no resamples (bootstrap=0): no interval rather than a made-up one
-    lo, hi = (float(np.percentile(b, 2.5)), float(np.percentile(b, 97.5))) if b.size else (None, None)
+    lo, hi = (
+        (float(np.percentile(b, 2.5)), float(np.percentile(b, 97.5))) if b.size else (None, None)
+    )
     return {
         "difference_per_1000": mean,
         "ci_low": lo,
@@ -120,9 +140,7 @@ def _fmt(x: float) -> str:
 def _cmp(c: dict[str, Any], what: str) -> str:
     d = c["difference_per_1000"]
     word = "more" if d >= 0 else "less"
-    ci = (
-        f"95% CI {_fmt(c['ci_low'])} to {_fmt(c['ci_high'])}, " if c["ci_low"] is not None else ""
-    )
+    ci = f"95% CI {_fmt(c['ci_low'])} to {_fmt(c['ci_high'])}, " if c["ci_low"] is not None else ""
     return f"{_fmt(abs(d))} per 1,000 decisions {word} than {what} ({ci}p={c['p_value']:.3g})"
 
 
@@ -136,7 +154,11 @@ def decide(
 ) -> dict[str, Any]:
     """Ship the model only when it is significantly better than each comparator it has; else
     keep the champion (when there is one and the baseline does not beat it), else the baseline."""
-    champ = f"the champion (version {champion_version})" if champion_version is not None else "the champion"
+    champ = (
+        f"the champion (version {champion_version})"
+        if champion_version is not None
+        else "the champion"
+    )
 
     def better(c: dict[str, Any] | None) -> bool:
         return c is None or (c["significant"] and c["difference_per_1000"] > 0)
@@ -156,7 +178,9 @@ def decide(
             else f"Ship the model: it is worth {_fmt(per_1000['model'] or 0.0)} per 1,000 decisions (nothing to compare it with)."
         )
         if not beats_champ:
-            statement += f" {champ[0].upper() + champ[1:]} is significantly worse than the baseline."
+            statement += (
+                f" {champ[0].upper() + champ[1:]} is significantly worse than the baseline."
+            )
     elif vs_champion is not None and not champ_below_base:
         ship = "champion"
         if not beats_champ:
