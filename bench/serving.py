@@ -1,6 +1,6 @@
 """Serving throughput and latency: mlteam against `mlflow models serve`, same models, same load.
 
-    python bench/serving.py            # full run (3 rounds of 4 s per measurement, ~4 min)
+    python bench/serving.py            # full run (5 rounds of 4 s per measurement, ~7 min)
     python bench/serving.py --quick    # smoke: GradientBoosting only, 1 round of 1 s, < 1 min
 
 Two scikit-learn-API models, each fitted once here: GradientBoostingClassifier on breast_cancer
@@ -31,9 +31,9 @@ once every server is up and idle, and the 1,000-row native limit again in every 
 before that round's 1,000-row requests. `batch_vs_inprocess` is mlteam's 1,000-row rows/s over
 the native limit (the issue's figure), `batch_vs_onnx_inprocess` over the ONNX session's.
 
-The full run makes 3 rounds of every measurement, the servers taking turns (reversed every
-other round) so a shared machine's changing load falls on all of them alike; each figure is
-the round with the median req/s, and every round's req/s is kept (`rps_rounds`). The two
+The full run makes 5 rounds (`--rounds`) of every measurement, the servers taking turns
+(reversed every other round) so a shared machine's changing load falls on all of them alike;
+each figure is the round with the median req/s, and every round's req/s is kept (`rps_rounds`). The two
 ratios of mlteam against itself, `batch_vs_inprocess` (against the limit timed in the same
 round) and `logging_cost` (log on against off in the same round), are taken within each round
 and their median reported, every round's kept (`..._rounds`): this VM's speed drifts by a
@@ -324,9 +324,16 @@ def main() -> None:
         default=2,
         help="server processes of every server, mlteam's and MLflow's alike (default 2)",
     )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="rounds of every measurement in a full run (default 5; median reported): three "
+        "left logging_cost at the mercy of one noisy round",
+    )
     args = ap.parse_args()
     seconds = 1.0 if args.quick else 4.0
-    rounds = 1 if args.quick else 3
+    rounds = 1 if args.quick else args.rounds
     warm = 0.5 if args.quick else 1.0
 
     tmp = Path(tempfile.mkdtemp(prefix="mlteam-bench-serving-"))
