@@ -917,6 +917,40 @@ def test_the_prediction_log_writes_early_once_many_rows_wait(tmp_path) -> None:
         log.stop()
 
 
+def test_inputs_past_the_log_buffer_and_in_a_reused_one_read_back_whole(
+    tmp_path, monkeypatch
+) -> None:
+    # A request's values are copied into a buffer kept from one segment to the next; what
+    # does not fit goes after it, in order. Neither may lose, reorder or mix up a value.
+    from datetime import UTC, datetime
+
+    from mlteam.core.artifacts import ArtifactStore
+    from mlteam.serving import predlog, runtime
+
+    monkeypatch.setattr(predlog, "ARENA_VALUES", 50)  # 2.5 requests of 10 rows x 2 columns
+    sig = {"inputs": [{"name": c, "type": "double"} for c in ("a", "b")]}
+    log = predlog.PredictionLog(ArtifactStore(str(tmp_path)))
+    sent: list[dict[str, float]] = []
+
+    def request(first: int) -> None:
+        data = [[float(first + i), -float(first + i)] for i in range(10)]
+        cols = runtime.check_split(["a", "b"], data, sig)
+        ids = predlog.PredictionIds(10)
+        log.append_batch(
+            predlog.Batch(datetime.now(UTC), "d", 1, "v", "live", ids, cols, [0] * 10, 1.0)
+        )
+        sent.extend({"a": a, "b": b} for a, b in data)
+
+    for first in (0, 10, 20, 30):  # the third and fourth go past the buffer
+        request(first)
+    assert log.flush() == 40
+    for first in (40, 50):  # into the buffer the first segment used
+        request(first)
+    assert log.flush() == 20
+    got = [json.loads(text) for text in log.read("d").column("inputs").to_pylist()]
+    assert got == sent
+
+
 def test_a_segment_that_cannot_be_written_keeps_its_predictions_for_the_next_flush(
     tmp_path,
 ) -> None:
