@@ -195,6 +195,35 @@ def test_profile_figures_are_exact(tmp_path: Path) -> None:
         assert cols["squeezed"]["distinct_approx"] and cols["squeezed"]["top_values"] is None
 
 
+def test_a_float_column_with_nan_is_profiled_over_its_numbers(tmp_path: Path) -> None:
+    """NaN is counted apart (`nans`); min, max, mean, std, quartiles and the histogram are
+    those of the numbers, as pandas' describe gives them (DuckDB orders NaN above every
+    number, so a plain max would be NaN and the mean NaN, which JSON cannot hold)."""
+    from mlteam.data import ingest, profile
+
+    x = np.random.default_rng(3).normal(5, 2, 5000).round(6)
+    is_nan = np.arange(5000) % 50 == 0
+    lines = [
+        f"{'nan' if bad else repr(float(v))},{'nan' if bad else 2.5}"
+        for v, bad in zip(x, is_nan, strict=True)
+    ]
+    (tmp_path / "f.csv").write_text("x,same\n" + "\n".join(lines) + "\n")
+    out = tmp_path / "f.parquet"
+    ingest.csv_to_parquet(str(tmp_path / "f.csv"), str(out), {"x": "DOUBLE", "same": "DOUBLE"})
+    cols = {c["name"]: c for c in profile.profile_parquet(str(out))["columns"]}
+    c, numbers = cols["x"], x[~is_nan]
+    assert (c["nulls"], c["nans"]) == (0, 100)
+    assert (c["min"], c["max"]) == (numbers.min(), numbers.max())
+    assert c["mean"] == pytest.approx(numbers.mean(), rel=1e-9)
+    assert c["std"] == pytest.approx(numbers.std(ddof=1), rel=1e-9)
+    want = np.quantile(numbers, [0.25, 0.5, 0.75])
+    assert [c["quantiles"][k] for k in ("q25", "q50", "q75")] == pytest.approx(want)
+    assert c["histogram"]["counts"] == _expected_histogram(numbers)
+    same = cols["same"]
+    assert (same["nans"], same["mean"], same["max"]) == (100, 2.5, 2.5)
+    assert same["histogram"]["counts"] == [4900]
+
+
 def test_diff_schema_rows_and_shift(ds) -> None:
     c, slug = ds
     frame = pd.read_csv(io.BytesIO(_csv(300, seed=1, shift=3.0))).drop(columns=["color"])

@@ -6,7 +6,11 @@ ten most frequent values. Every figure is exact except the distinct count of a c
 values that are not integers of a moderate range (HyperLogLog; `distinct_approx` says which)
 and, in rare cases, quartiles (`quantiles_exact` says which: a number column holding an
 infinity or NaN has no bins, and its quartiles past REFINE_MAX values come from a Bernoulli
-sample). Values are plain JSON.
+sample). Values are plain JSON. A float column's NaNs are counted apart (`nans`) and every
+other figure describes its numbers, as pandas' `describe` does (DuckDB orders NaN above every
+number: a plain max would be NaN). Caveat: in a Parquet file whose writer leaves NaN out of
+the float statistics (Arrow's, as the Parquet format now asks), DuckDB takes those statistics
+for the whole truth and folds `isnan` to false, so there NaN is seen by neither count.
 
 It runs on every publish, so it reads each column once or twice and no more:
 - count, nulls, min/max: DuckDB answers min/max from the Parquet footer statistics and counts
@@ -65,6 +69,7 @@ NUMERIC = (
     "DOUBLE",
 )
 INTEGERS = NUMERIC[:4] + NUMERIC[5:9]  # not HUGEINT: numpy has no such integers
+FLOATS = ("FLOAT", "DOUBLE")
 _DICTIONARY = ("PLAIN_DICTIONARY", "RLE_DICTIONARY")
 
 
@@ -176,10 +181,13 @@ def profile_relation(
             lo, hi = (_num(b) for b in bounds.get(n, (None, None)))
             col.update(min=lo, max=hi, mean=None, std=None, quantiles=_quartiles_dict(None))
             col["quantiles_exact"] = True
+            if t in FLOATS:
+                col["nans"] = 0
         elif _orderable(t):
             col.update(min=bounds[n][0], max=bounds[n][1])
         col["top_values"] = None
         cols.append(col)
+    _bounds_past_nan(con, rel, cols)
     if few is None:
         few = _few_by_estimate(con, rel, cols)
     hll: list[dict[str, Any]] = []  # columns that only need a HyperLogLog count (and top-k)
@@ -198,7 +206,7 @@ def profile_relation(
         limit = RANGE_MAX if narrow else MAP_MAX
         if (
             (narrow or n in few)
-            and t not in ("FLOAT", "DOUBLE")
+            and t not in FLOATS
             and _orderable(t)
             and _from_value_counts(con, rel, col, limit)
         ):
@@ -237,6 +245,32 @@ def _bounds(
         or ()
     )
     return {n: (row[2 * i], row[2 * i + 1]) for i, (n, _) in enumerate(names)}
+
+
+def _not_nan(x: str, typ: str) -> str:
+    """The condition that `x` is a number: not NULL and, for a float column, not NaN."""
+    return f"{x} IS NOT NULL" + (f" AND NOT isnan({x})" if typ in FLOATS else "")
+
+
+def _bounds_past_nan(con: duckdb.DuckDBPyConnection, rel: str, cols: list[dict[str, Any]]) -> None:
+    """min, max and the NaN count of each float column whose min or max came out NaN: DuckDB
+    orders NaN above every number, but a profile describes the numbers (as pandas does) and
+    counts the NaNs apart (`nans`). (A Parquet file written by Arrow leaves NaN out of its
+    statistics, so there min/max are already the numbers'; `_from_bins` counts its NaNs.)"""
+    todo = [c for c in cols if c["type"] in FLOATS and c["count"] > c["nulls"]]
+    todo = [c for c in todo if c["min"] is None or c["max"] is None]
+    if not todo:
+        return
+    exprs = []
+    for c in todo:
+        x = q(c["name"])
+        exprs.append(
+            f"min({x}) FILTER (WHERE NOT isnan({x}))::DOUBLE, "
+            f"max({x}) FILTER (WHERE NOT isnan({x}))::DOUBLE, count(*) FILTER (WHERE isnan({x}))"
+        )
+    row = con.execute(f"SELECT {', '.join(exprs)} FROM {rel}").fetchone() or ()
+    for i, c in enumerate(todo):
+        c.update(min=_num(row[3 * i]), max=_num(row[3 * i + 1]), nans=int(row[3 * i + 2]))
 
 
 def _few_by_estimate(
@@ -354,13 +388,21 @@ def _from_bins(con: duckdb.DuckDBPyConnection, rel: str, col: dict[str, Any]) ->
     lo, hi = col["min"], col["max"]
     non_null = col["count"] - col["nulls"]
     if hi == lo:  # one value
-        col.update(distinct=1, mean=lo, std=0.0 if non_null > 1 else None)
-        col.update(
-            quantiles=_quartiles_dict([lo, lo, lo]), histogram=_histogram(lo, hi, [non_null])
-        )
+        if col["type"] in FLOATS:
+            nans = con.execute(f"SELECT count(*) FILTER (WHERE isnan({x})) FROM {rel}").fetchone()
+            col["nans"] = int(nans[0]) if nans else 0
+        numbers = non_null - col.get("nans", 0)
+        col.update(distinct=1, mean=lo, std=0.0 if numbers > 1 else None)
+        col.update(quantiles=_quartiles_dict([lo, lo, lo]), histogram=_histogram(lo, hi, [numbers]))
         return
-    bins = _bin_stats(con, rel, x, f"{x} IS NOT NULL", lo, (hi - lo) / FINE)
+    bins = _bin_stats(con, rel, x, _not_nan(x, col["type"]), lo, (hi - lo) / FINE)
     n = np.array([b[1] for b in bins], dtype=np.int64)
+    distinct_of = non_null  # NaN is one more value to a distinct count
+    non_null = int(n.sum())  # the numbers: NaN is neither binned nor ranked
+    if col["type"] in FLOATS:
+        col["nans"] = col["count"] - col["nulls"] - non_null
+    if non_null == 0:
+        return
     avg = np.array([b[2] for b in bins])
     var = np.array([b[3] for b in bins])
     mean = float((n * avg).sum() / n.sum())
@@ -392,7 +434,7 @@ def _from_bins(con: duckdb.DuckDBPyConnection, rel: str, col: dict[str, Any]) ->
     for a, b, first, inside in to_read:
         chosen = np.sort(got[(got >= a) & (got <= b)])
         values.update({r: float(chosen[r - first]) for r in inside})
-    col.update(distinct=min(non_null, int(distinct)), distinct_approx=approx)
+    col.update(distinct=min(distinct_of, int(distinct)), distinct_approx=approx)
     col["quantiles_exact"] = exact
     col["quantiles"] = _quartiles_dict(
         [_interpolate(values.__getitem__, non_null, p) for p in QUARTILES]
@@ -464,14 +506,18 @@ def _moments_fallback(con: duckdb.DuckDBPyConnection, rel: str, col: dict[str, A
     """Mean, std and quartiles of a numeric column whose min or max is not finite (no bins):
     quartiles of at most about REFINE_MAX values (a Bernoulli sample past that)."""
     x = f"{q(col['name'])}::DOUBLE"
-    row = con.execute(f"SELECT avg({x}), stddev_samp({x}) FROM {rel}").fetchone() or (None, None)
-    src, non_null = rel, col["count"] - col["nulls"]
+    where = _not_nan(x, col["type"])
+    row = con.execute(f"SELECT avg({x}), stddev_samp({x}) FROM {rel} WHERE {where}").fetchone() or (
+        None,
+        None,
+    )
+    src, non_null = rel, col["count"] - col["nulls"] - col.get("nans", 0)
     if non_null > REFINE_MAX:
         pct = max(0.1, 100.0 * REFINE_MAX / non_null)
         src = f"(SELECT * FROM {rel} USING SAMPLE {pct:.3f}% (bernoulli, 42))"
         col["quantiles_exact"] = False
     qs = con.execute(
-        f"SELECT quantile_cont({x}, [{', '.join(map(str, QUARTILES))}]) FROM {src}"
+        f"SELECT quantile_cont({x}, [{', '.join(map(str, QUARTILES))}]) FROM {src} WHERE {where}"
     ).fetchone()
     col.update(
         mean=_num(row[0]), std=_num(row[1]), quantiles=_quartiles_dict(qs[0] if qs else None)
