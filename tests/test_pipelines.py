@@ -247,6 +247,39 @@ def test_a_check_proven_by_the_profile_has_the_verdict_of_its_query(tmp_path: Pa
     assert verdict["allowed_values(s)"] == (True, 0)
 
 
+def test_nan_in_a_written_version_is_found_by_sql_and_counted_by_the_profile(
+    admin: Client, raw: str, tmp_path: Path
+):
+    # Arrow's Parquet writer leaves NaN out of a float column's min/max, and DuckDB, reading
+    # the file, took those for the whole truth: `WHERE isnan(x)` found nothing, max came back
+    # without the NaN. The versions mlteam writes with Arrow (pipeline outputs, Parquet
+    # uploads, batch scores) keep no float statistics, so DuckDB reads the values.
+    admin.create_pipeline(
+        raw,
+        {
+            "name": "with-nan",
+            "inputs": {"r": "raw"},
+            "steps": [
+                {
+                    "sql": "SELECT id, CASE WHEN id = 2 THEN 'nan'::DOUBLE ELSE amount END "
+                    "AS x FROM r"
+                }
+            ],  # fmt: skip
+        },
+    )
+    admin.wait(admin.run_pipeline(raw, "with-nan")["id"], timeout=60, poll=0.1)
+    path = tmp_path / "nan.parquet"
+    pq.write_table(pa.table({"x": [1.0, float("nan"), 3.0, float("nan")]}), path)
+    admin.upload(raw, "uploaded", path, format="parquet")
+    for dataset, nans, numbers in (("with-nan", 1, [10.0, -5.0]), ("uploaded", 2, [1.0, 3.0])):
+        found = admin.query(raw, f'SELECT count(*) FROM "{dataset}" WHERE isnan(x)')
+        assert found["rows"] == [[nans]], dataset
+        (x,) = [c for c in admin.profile(raw, dataset)["columns"]
+                if c["name"] == "x"]  # fmt: skip
+        assert x["nans"] == nans and (x["min"], x["max"]) == (min(numbers), max(numbers))
+        assert x["mean"] == sum(numbers) / len(numbers)
+
+
 def test_user_sql_cannot_reach_files_or_change_settings(admin: Client, raw: str):
     admin.create_pipeline(
         raw,

@@ -444,7 +444,12 @@ def run_pipeline_job(ctx: jobs.JobContext) -> dict[str, Any]:
     ctx.progress(0.85, f"profiling and checking the output ({len(checks)} checks)")
     with tempfile.TemporaryDirectory(prefix="mlteam-pipeline-") as tmp:
         path = os.path.join(tmp, "output.parquet")
-        pq.write_table(result, path, compression="zstd")
+        pq.write_table(
+            result,
+            path,
+            compression="zstd",
+            write_statistics=data.statistics_columns(result.schema),
+        )
         column_profile = profile_parquet(path)  # the version's, and what proves most checks
         results = run_checks(
             checks, lambda: Sandbox({"output": result}, memory_limit=limit), column_profile

@@ -8,9 +8,10 @@ and, in rare cases, quartiles (`quantiles_exact` says which: a number column hol
 infinity or NaN has no bins, and its quartiles past REFINE_MAX values come from a Bernoulli
 sample). Values are plain JSON. A float column's NaNs are counted apart (`nans`) and every
 other figure describes its numbers, as pandas' `describe` does (DuckDB orders NaN above every
-number: a plain max would be NaN). Caveat: in a Parquet file whose writer leaves NaN out of
-the float statistics (Arrow's, as the Parquet format now asks), DuckDB takes those statistics
-for the whole truth and folds `isnan` to false, so there NaN is seen by neither count.
+number: a plain max would be NaN). Caveat: in a Parquet file whose writer left NaN out of
+the float statistics (Arrow's, as the Parquet format now asks), DuckDB takes them for the
+whole truth and folds `isnan` to false, so there NaN goes unseen; the versions mlteam writes
+with Arrow keep no float statistics (`service.statistics_columns`), those written before did.
 
 It runs on every publish, so it reads each column once or twice and no more:
 - count, nulls, min/max: DuckDB answers min/max from the Parquet footer statistics and counts
@@ -396,6 +397,9 @@ def _from_bins(con: duckdb.DuckDBPyConnection, rel: str, col: dict[str, Any]) ->
         col.update(quantiles=_quartiles_dict([lo, lo, lo]), histogram=_histogram(lo, hi, [numbers]))
         return
     bins = _bin_stats(con, rel, x, _not_nan(x, col["type"]), lo, (hi - lo) / FINE)
+    # a NaN the filter let through (a file whose statistics leave NaN out: see above) would
+    # make its bin's figures NaN; that bin is left out, counted with the NaNs
+    bins = [b for b in bins if not any(isinstance(v, float) and math.isnan(v) for v in b[2:])]
     n = np.array([b[1] for b in bins], dtype=np.int64)
     distinct_of = non_null  # NaN is one more value to a distinct count
     non_null = int(n.sum())  # the numbers: NaN is neither binned nor ranked

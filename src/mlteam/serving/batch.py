@@ -107,7 +107,12 @@ def run_batch_score_job(ctx: jobs.JobContext) -> dict[str, Any]:
     fd, path = tempfile.mkstemp(suffix=".parquet")
     os.close(fd)
     try:
-        pq.write_table(scored, path, compression="zstd")
+        pq.write_table(
+            scored,
+            path,
+            compression="zstd",
+            write_statistics=data.statistics_columns(scored.schema),
+        )
         with ctx.db.session() as s:
             actor = ctx.actor(s)
             out, created = data.publish(
