@@ -481,7 +481,8 @@ class PredictionLog:
                     pending = {deployment_id: one} if one else {}
                 self._pending -= sum(p.predictions for p in pending.values())
             written, failed = 0, None
-            for dep in set(pending) | (set(self._unwritten) if deployment_id is None else set()):
+            retry = set(self._unwritten) if deployment_id is None else {deployment_id}
+            for dep in set(pending) | (retry & set(self._unwritten)):
                 tables = self._unwritten.pop(dep, [])
                 if dep in pending and pending[dep].predictions:
                     tables.append(pending[dep].table(dep))
