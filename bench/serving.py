@@ -33,8 +33,8 @@ the native limit (the issue's figure), `batch_vs_onnx_inprocess` over the ONNX s
 
 The full run makes 5 rounds (`--rounds`) of every measurement, the servers taking turns
 (reversed every other round) so a shared machine's changing load falls on all of them alike;
-each figure is the round with the median req/s, and every round's req/s is kept (`rps_rounds`). The two
-ratios of mlteam against itself, `batch_vs_inprocess` (against the limit timed in the same
+each figure is the round with the median req/s, and every round's req/s is kept
+(`rps_rounds`). The two ratios of mlteam against itself, `batch_vs_inprocess` (against the limit timed in the same
 round) and `logging_cost` (log on against off in the same round), are taken within each round
 and their median reported, every round's kept (`..._rounds`): this VM's speed drifts by a
 fifth and more from minute to minute, and both sides of a ratio taken a minute apart do not.

@@ -23,7 +23,6 @@ from datetime import datetime
 from typing import Any
 
 import duckdb
-import pyarrow.parquet as pq
 from croniter import croniter
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -444,12 +443,7 @@ def run_pipeline_job(ctx: jobs.JobContext) -> dict[str, Any]:
     ctx.progress(0.85, f"profiling and checking the output ({len(checks)} checks)")
     with tempfile.TemporaryDirectory(prefix="mlteam-pipeline-") as tmp:
         path = os.path.join(tmp, "output.parquet")
-        pq.write_table(
-            result,
-            path,
-            compression="zstd",
-            write_statistics=data.statistics_columns(result.schema),
-        )
+        data.write_parquet(result, path)
         column_profile = profile_parquet(path)  # the version's, and what proves most checks
         results = run_checks(
             checks, lambda: Sandbox({"output": result}, memory_limit=limit), column_profile

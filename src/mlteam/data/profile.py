@@ -28,9 +28,9 @@ It runs on every publish, so it reads each column once or twice and no more:
   gets the distinct count (exact for integers of a range up to BITS, one bit per possible
   value; else HyperLogLog) and the values in those few bins, which makes the quartiles
   exact (an integer column of many values whose distinct count says it repeats values then
-  gets the top-k GROUP BY below); a bin too full to read (> REFINE_MAX values) is binned again, at most REFINE_LEVELS
-  deep, after which the quartile is interpolated within its (by then tiny) bin and
-  `quantiles_exact` is false.
+  gets the top-k GROUP BY below); a bin too full to read (> REFINE_MAX values) is binned
+  again, at most REFINE_LEVELS deep, after which the quartile is interpolated within its (by
+  then tiny) bin and `quantiles_exact` is false.
 - another column gets a HyperLogLog distinct count; unless it is (nearly) unique or a float, a
   top-k GROUP BY gives its top values and its exact distinct count.
 """
@@ -511,10 +511,8 @@ def _moments_fallback(con: duckdb.DuckDBPyConnection, rel: str, col: dict[str, A
     quartiles of at most about REFINE_MAX values (a Bernoulli sample past that)."""
     x = f"{q(col['name'])}::DOUBLE"
     where = _not_nan(x, col["type"])
-    row = con.execute(f"SELECT avg({x}), stddev_samp({x}) FROM {rel} WHERE {where}").fetchone() or (
-        None,
-        None,
-    )
+    moments = f"SELECT avg({x}), stddev_samp({x}) FROM {rel} WHERE {where}"
+    row = con.execute(moments).fetchone() or (None, None)
     src, non_null = rel, col["count"] - col["nulls"] - col.get("nans", 0)
     if non_null > REFINE_MAX:
         pct = max(0.1, 100.0 * REFINE_MAX / non_null)

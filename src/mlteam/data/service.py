@@ -106,6 +106,14 @@ def statistics_columns(schema: pa.Schema) -> list[str]:
     ]
 
 
+def write_parquet(table: pa.Table, path: str) -> None:
+    """Write rows to become a version (a pipeline's output, a batch score) as Arrow writes
+    them for mlteam: zstd, and no float statistics (`statistics_columns`)."""
+    pq.write_table(
+        table, path, compression="zstd", write_statistics=statistics_columns(table.schema)
+    )
+
+
 def schema_of(schema: pa.Schema) -> list[dict[str, str]]:
     return [{"name": f.name, "type": str(f.type)} for f in schema]
 

@@ -14,7 +14,6 @@ import tempfile
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from sqlalchemy.orm import Session
 
 from mlteam.core import jobs
@@ -107,12 +106,7 @@ def run_batch_score_job(ctx: jobs.JobContext) -> dict[str, Any]:
     fd, path = tempfile.mkstemp(suffix=".parquet")
     os.close(fd)
     try:
-        pq.write_table(
-            scored,
-            path,
-            compression="zstd",
-            write_statistics=data.statistics_columns(scored.schema),
-        )
+        data.write_parquet(scored, path)
         with ctx.db.session() as s:
             actor = ctx.actor(s)
             out, created = data.publish(

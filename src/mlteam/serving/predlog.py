@@ -165,11 +165,12 @@ class _Pending:
 
     Each request adds its dozen values here when it is logged (~3.5 µs a single row, ~25 µs
     a 1,000-row request, spread evenly over the requests), and writing a segment is then a
-    handful of whole-array copies (~0.6 ms for 1,600 single-row requests). Building the segment's rows from the requests only at write
-    time cost the writer thread ~10 µs of Python a request, a second's worth at once: 11-19
-    ms of CPU for ~1,600 requests, measured in a worker at ~1,500 req/s, while the worker's
-    event loop waited for the GIL; the requests of those moments were its slowest 1-2% (p99
-    at concurrency 8: 10.7 ms with the log on, 7.9 with it off; now 6.2 and 6.6)."""
+    handful of whole-array copies (~0.6 ms for 1,600 single-row requests). Building the
+    segment's rows from the requests only at write time cost the writer thread ~10 µs of
+    Python a request, a second's worth at once: 11-19 ms of CPU for ~1,600 requests, measured
+    in a worker at ~1,500 req/s, while the worker's event loop waited for the GIL; the
+    requests of those moments were its slowest 1-2% (p99 at concurrency 8: 10.7 ms with the
+    log on, 7.9 with it off; now 6.2 and 6.6)."""
 
     def __init__(self, arena: np.ndarray | None = None) -> None:
         self.predictions = 0
@@ -422,7 +423,7 @@ class PredictionLog:
         self.flush_seconds = flush_seconds
         self._waiting: dict[str, _Pending] = {}
         self._arenas: list[np.ndarray] = []  # value buffers of written segments, to use again
-        self._unwritten: dict[str, list[pa.Table]] = {}  # segments a failed write left
+        self._unwritten: dict[str, pa.Table] = {}  # a segment a failed write left
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
@@ -483,18 +484,18 @@ class PredictionLog:
             written, failed = 0, None
             retry = set(self._unwritten) if deployment_id is None else {deployment_id}
             for dep in set(pending) | (retry & set(self._unwritten)):
-                tables = self._unwritten.pop(dep, [])
+                tables = [self._unwritten.pop(dep)] if dep in self._unwritten else []
                 if dep in pending and pending[dep].predictions:
                     tables.append(pending[dep].table(dep))
                 if not tables:
                     continue
-                table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+                table = pa.concat_tables(tables)
                 predictions = int(pc.sum(table.column("rows")).as_py())
                 try:
                     self._write(dep, table)
                 except Exception as err:
                     failed = failed or err
-                    self._unwritten[dep] = [table]  # and its arena with it
+                    self._unwritten[dep] = table  # and its arena with it
                     with self._lock:
                         self._pending += predictions
                     continue
