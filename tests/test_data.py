@@ -127,13 +127,18 @@ def _expected_histogram(x: np.ndarray) -> list[int]:
     return np.bincount(idx, minlength=20).tolist()
 
 
-def test_profile_figures_are_exact(tmp_path: Path) -> None:
+@pytest.mark.parametrize("budget", ["512MB", "16MB"])
+def test_profile_figures_are_exact(tmp_path: Path, monkeypatch, budget: str) -> None:
     """Mean, std, quartiles (`quantile_cont`) and histograms against numpy, on data built to
     take every path: a bin too full to read (an outlier squeezes 250k values into the first of
     1,000 bins), bins of one repeated value, a column of few values, of one value, all nulls,
-    an infinity, strings; and the same figures from a relation that is not a Parquet file."""
+    an infinity, strings; and the same figures from a relation that is not a Parquet file.
+    Within the ingest's memory budget, number columns are profiled in memory; under a small
+    one, streamed by DuckDB: the figures are the same."""
     from mlteam.data import profile
     from mlteam.data.ingest import connect
+
+    monkeypatch.setenv("MLTEAM_INGEST_MEMORY_LIMIT", budget)
 
     rng = np.random.default_rng(7)
     n = 250_000
@@ -155,6 +160,7 @@ def test_profile_figures_are_exact(tmp_path: Path) -> None:
     )
     path = tmp_path / "p.parquet"
     frame.to_parquet(path)
+    assert (profile.in_memory_max(1) > n) == (budget == "512MB")
     prof = profile.profile_parquet(str(path))
     con = connect()
     con.register("frame_view", frame)
