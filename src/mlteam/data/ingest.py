@@ -69,8 +69,9 @@ def connect(
     memory_limit: str | None = None, threads: int | None = None
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB that spills to disk rather than grow past `memory_limit`."""
-    default_limit, default_threads = limits()
-    memory_limit, threads = memory_limit or default_limit, threads or default_threads
+    if memory_limit is None or threads is None:
+        default_limit, default_threads = limits()
+        memory_limit, threads = memory_limit or default_limit, threads or default_threads
     con = duckdb.connect(":memory:")
     con.execute(f"SET memory_limit='{memory_limit}'")
     con.execute(f"SET threads={int(threads)}")

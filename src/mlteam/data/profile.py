@@ -83,11 +83,11 @@ _UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 _UNITS |= {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
 
 
-def in_memory_max(workers: int) -> int:
+def in_memory_max(workers: int, memory_limit: str | None = None) -> int:
     """The most numbers of one column profiled in memory (numpy) by each of `workers`: half
     the ingest's memory budget (MLTEAM_INGEST_MEMORY_LIMIT) shared among them, the other half
     left to DuckDB; a longer column is streamed by DuckDB instead (512MB, 2 workers: 2.6M)."""
-    text = limits()[0].replace(" ", "")
+    text = (memory_limit or limits()[0]).replace(" ", "")
     unit = text.lstrip("0123456789.")
     return int(float(text[: len(text) - len(unit)]) * _UNITS[unit] / 2 / ARRAY_BYTES / workers)
 
@@ -145,7 +145,8 @@ def _orderable(typ: str) -> bool:
 
 def profile_parquet(path: str, con: duckdb.DuckDBPyConnection | None = None) -> dict[str, Any]:
     """The profile of the Parquet file at `path`: `{"row_count", "columns": [...]}`."""
-    con = (con or _database()).cursor()
+    memory_limit, workers = limits()  # (reading the settings costs ~8 ms: once)
+    con = (con or _database(memory_limit, workers)).cursor()
     # a view of the database, not of this cursor, so that the cursors of `profile_relation`'s
     # workers see it too; named for this call, as other threads may be profiling other files
     view = f"_profile_{uuid.uuid4().hex}"
@@ -153,7 +154,8 @@ def profile_parquet(path: str, con: duckdb.DuckDBPyConnection | None = None) -> 
         con.execute("SET parquet_metadata_cache=true")  # ~30 queries: read the footer once
         con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({s(path)})")
         few, counts = _footer(con, path)
-        return profile_relation(con, view, few=few, workers=limits()[1], counts=counts)
+        array_max = in_memory_max(workers, memory_limit)
+        return profile_relation(con, view, few, workers, array_max, counts)
     finally:
         con.execute(f"DROP VIEW IF EXISTS {view}")
         con.close()
@@ -163,12 +165,12 @@ _DATABASES: dict[tuple[int, str, int], duckdb.DuckDBPyConnection] = {}
 _DATABASES_LOCK = threading.Lock()
 
 
-def _database() -> duckdb.DuckDBPyConnection:
+def _database(memory_limit: str, threads: int) -> duckdb.DuckDBPyConnection:
     """This process's DuckDB for profiles, opened once: opening one costs ~25 ms, a tenth of
     the profile of 1M x 20, and a server profiles every version it publishes. Opened again
     when the ingest's limits change; one inherited through a fork is left alone (its
     threads did not come along, so closing it could hang)."""
-    key = (os.getpid(), *limits())
+    key = (os.getpid(), memory_limit, threads)
     with _DATABASES_LOCK:
         if key not in _DATABASES:
             for old in [k for k in _DATABASES if k[0] == key[0]]:
