@@ -201,6 +201,33 @@ def test_profile_figures_are_exact(tmp_path: Path, monkeypatch, budget: str) -> 
         assert cols["squeezed"]["distinct_approx"] and cols["squeezed"]["top_values"] is None
 
 
+def test_files_profiled_at_once_get_each_their_own_profile(tmp_path: Path) -> None:
+    """A server profiles the versions of concurrent uploads at the same time, in one DuckDB:
+    each file's profile is the one it gets alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlteam.data import profile
+
+    rng = np.random.default_rng(11)
+    paths = []
+    for i in range(4):
+        n = 20_000 + 5_000 * i
+        frame = pd.DataFrame(
+            {
+                "x": rng.normal(i, 1 + i, n),
+                "k": rng.integers(0, 50 * (i + 1), n),
+                "s": rng.choice([f"v{j}" for j in range(3 + i)], n),
+            }
+        )
+        paths.append(str(tmp_path / f"f{i}.parquet"))
+        frame.to_parquet(paths[-1])
+    alone = [profile.profile_parquet(p) for p in paths]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(profile.profile_parquet, paths * 3))
+    assert together == alone * 3
+    assert [p["row_count"] for p in alone] == [20_000, 25_000, 30_000, 35_000]
+
+
 def test_a_float_column_with_nan_is_profiled_over_its_numbers(tmp_path: Path) -> None:
     """NaN is counted apart (`nans`); min, max, mean, std, quartiles and the histogram are
     those of the numbers, as pandas' describe gives them (DuckDB orders NaN above every

@@ -146,7 +146,7 @@ def _orderable(typ: str) -> bool:
 def profile_parquet(path: str, con: duckdb.DuckDBPyConnection | None = None) -> dict[str, Any]:
     """The profile of the Parquet file at `path`: `{"row_count", "columns": [...]}`."""
     memory_limit, workers = limits()  # (reading the settings costs ~8 ms: once)
-    con = (con or _database(memory_limit, workers)).cursor()
+    con = con.cursor() if con is not None else _database(memory_limit, workers)
     # a view of the database, not of this cursor, so that the cursors of `profile_relation`'s
     # workers see it too; named for this call, as other threads may be profiling other files
     view = f"_profile_{uuid.uuid4().hex}"
@@ -166,17 +166,17 @@ _DATABASES_LOCK = threading.Lock()
 
 
 def _database(memory_limit: str, threads: int) -> duckdb.DuckDBPyConnection:
-    """This process's DuckDB for profiles, opened once: opening one costs ~25 ms, a tenth of
-    the profile of 1M x 20, and a server profiles every version it publishes. Opened again
-    when the ingest's limits change; one inherited through a fork is left alone (its
-    threads did not come along, so closing it could hang)."""
+    """A cursor of this process's DuckDB for profiles, which is opened once: opening one
+    costs ~25 ms, a tenth of the profile of 1M x 20, and a server profiles every version it
+    publishes. Opened again when the ingest's limits change; one inherited through a fork
+    is left alone (its threads did not come along, so closing it could hang)."""
     key = (os.getpid(), memory_limit, threads)
-    with _DATABASES_LOCK:
+    with _DATABASES_LOCK:  # (cursor() too: a connection is not for two threads at once)
         if key not in _DATABASES:
             for old in [k for k in _DATABASES if k[0] == key[0]]:
                 _DATABASES.pop(old).close()
             _DATABASES[key] = connect(*key[1:])
-        return _DATABASES[key]
+        return _DATABASES[key].cursor()
 
 
 def _footer(
@@ -287,7 +287,8 @@ def _each(
 
     Why threads: each column's queries are small (1M rows are ~9 row groups), and a query
     leaves a core idle in its serial parts (planning, the final merge, the fetch into
-    Python); two columns at a time keep both busy (1M x 20: 0.30 -> 0.25 s). DuckDB runs
+    Python), and numpy works on one core; two columns at a time keep both busy (1M x 20:
+    0.78 -> 0.57 s, on a slow day; 3 or 4 at a time did no better). DuckDB runs
     each query outside the GIL; a connection serves one thread, so each gets a cursor."""
     if workers <= 1 or len(cols) <= 1:
         return [work(con, c) for c in cols]
@@ -298,8 +299,8 @@ def _each(
     def run(col: dict[str, Any]) -> Any:
         cur = getattr(local, "cur", None)
         if cur is None:
-            cur = local.cur = con.cursor()
-            with guard:
+            with guard:  # a connection is not for two threads at once, cursor() included
+                cur = local.cur = con.cursor()
                 cursors.append(cur)
         return work(cur, col)
 
