@@ -73,7 +73,8 @@ class Settings(BaseSettings):
         pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
         description="Memory DuckDB may use to turn one upload into Parquet (and profile it); "
         "an upload of any size streams within it. Lower saves memory, at the price of speed "
-        "(128MB writes on one core).",
+        "(128MB writes on one core). A version's profile reads number columns into memory "
+        "within half of it, else streams them through DuckDB.",
     )
     ingest_threads: int = Field(
         default=0, ge=0, description="DuckDB threads per ingest; 0: the CPUs, up to 8."
