@@ -270,8 +270,14 @@ def profile_relation(
     _bounds_past_nan(con, rel, cols)
     if few is None:
         few = _few_by_estimate(con, rel, cols)
+    # number columns first: they take the longest, and one left for last would keep a single
+    # worker busy while the other waits
+    longest_first = sorted(cols, key=lambda c: not is_numeric(c["type"]))
     first = _each(
-        con, cols, lambda cur, c: _by_values_or_bins(cur, rel, c, few, array_max), workers
+        con,
+        longest_first,
+        lambda cur, c: _by_values_or_bins(cur, rel, c, few, array_max),
+        workers,
     )
     hll = [c for c in first if c is not None]  # those left to a HyperLogLog count, in one read
     if hll:
