@@ -57,6 +57,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+from pydantic import ByteSize, TypeAdapter
 
 from mlteam.data.ingest import connect, limits
 
@@ -86,17 +87,15 @@ INTEGERS = NUMERIC[:4] + NUMERIC[5:9]  # not HUGEINT: numpy has no such integers
 FLOATS = ("FLOAT", "DOUBLE")
 _DICTIONARY = ("PLAIN_DICTIONARY", "RLE_DICTIONARY")
 ARRAY_BYTES = 48  # per number profiled in memory, at the peak: the values, their bins, a mask
-_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
-_UNITS |= {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+_BYTES = TypeAdapter(ByteSize)  # "512MB", "1GiB": the setting's syntax, DuckDB's too
 
 
 def in_memory_max(workers: int, memory_limit: str | None = None) -> int:
     """The most numbers of one column profiled in memory (numpy) by each of `workers`: half
     the ingest's memory budget (MLTEAM_INGEST_MEMORY_LIMIT) shared among them, the other half
     left to DuckDB; a longer column is streamed by DuckDB instead (512MB, 2 workers: 2.6M)."""
-    text = (memory_limit or limits()[0]).replace(" ", "")
-    unit = text.lstrip("0123456789.")
-    return int(float(text[: len(text) - len(unit)]) * _UNITS[unit] / 2 / ARRAY_BYTES / workers)
+    budget = int(_BYTES.validate_python(memory_limit or limits()[0]))
+    return budget // 2 // ARRAY_BYTES // workers
 
 
 # Single rows are read with `fetchall()[0]`, not `fetchone()`: DuckDB (2.x) refuses a relation
