@@ -157,7 +157,6 @@ def profile_parquet(path: str, con: duckdb.DuckDBPyConnection | None = None) -> 
     # workers see it too; named for this call, as other threads may be profiling other files
     view = f"_profile_{uuid.uuid4().hex}"
     try:
-        con.execute("SET parquet_metadata_cache=true")  # ~30 queries: read the footer once
         con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({s(path)})")
         few, counts = _footer(con, path)
         array_max = in_memory_max(workers, memory_limit)
@@ -182,6 +181,8 @@ def _database(memory_limit: str, threads: int) -> duckdb.DuckDBPyConnection:
             for old in [k for k in _DATABASES if k[0] == key[0]]:
                 _DATABASES.pop(old).close()
             _DATABASES[key] = connect(*key[1:])
+            # a profile runs ~30 queries over one file: its footer is read once
+            _DATABASES[key].execute("SET parquet_metadata_cache=true")
         return _DATABASES[key].cursor()
 
 
@@ -212,7 +213,7 @@ def _footer(
     few = {name for name, yes in ok.items() if yes}
     if any(n is None for n in nulls.values()):
         return few, None
-    return few, (sum(groups.values()), {n: int(c or 0) for n, c in nulls.items()})
+    return few, (sum(groups.values()), {n: int(c) for n, c in nulls.items() if c is not None})
 
 
 def profile_relation(
